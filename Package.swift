@@ -41,7 +41,7 @@ let package = Package(
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/CLI", swiftSettings: fast),
 
-        .testTarget(name: "EngineTests", dependencies: ["VAEEngine", "VAEData"], path: "Tests/EngineTests"),
+        .testTarget(name: "EngineTests", dependencies: ["VAEEngine"], path: "Tests/EngineTests"),
         .testTarget(name: "DataTests", dependencies: ["VAEData", "VAEEngine"], path: "Tests/DataTests"),
         .testTarget(name: "TrainingTests", dependencies: ["VAETraining", "VAEEngine", "VAEData", "VAECluster"],
                     path: "Tests/TrainingTests"),

@@ -49,16 +49,35 @@ public struct Philox: Sendable {
         }
     }
 
-    /// Fills `out[0..<count]` with standard normal values for row `row` under counter prefix
-    /// `tag` (Box-Muller, four values per Philox block). Value j depends only on (tag, row, j).
+    /// Fills `out[0..<count]` with uniform (low, high) values; value j depends only on (tag, row, j).
+    public func fillUniform(_ out: UnsafeMutablePointer<Float>, count: Int, low: Float, high: Float,
+                            tag: UInt64, row: UInt32) {
+        fill(out, count: count, tag: tag, row: row) { b in
+            let span = high - low
+            return (low + span * Philox.unit(b.0), low + span * Philox.unit(b.1),
+                    low + span * Philox.unit(b.2), low + span * Philox.unit(b.3))
+        }
+    }
+
+    /// Fills `out[0..<count]` with standard normal values (Box-Muller, four per Philox block);
+    /// value j depends only on (tag, row, j).
     public func fillNormal(_ out: UnsafeMutablePointer<Float>, count: Int, tag: UInt64, row: UInt32) {
-        var j = 0
-        while j < count {
-            let b = block(UInt32(j / 4), row, UInt32(truncatingIfNeeded: tag), UInt32(truncatingIfNeeded: tag >> 32))
+        fill(out, count: count, tag: tag, row: row) { b in
             let r0 = (-2 * logf(Philox.unit(b.0))).squareRoot(), a0 = 2 * Float.pi * Philox.unit(b.1)
             let r1 = (-2 * logf(Philox.unit(b.2))).squareRoot(), a1 = 2 * Float.pi * Philox.unit(b.3)
-            let values = (r0 * cosf(a0), r0 * sinf(a0), r1 * cosf(a1), r1 * sinf(a1))
-            if j < count { out[j] = values.0 }
+            return (r0 * cosf(a0), r0 * sinf(a0), r1 * cosf(a1), r1 * sinf(a1))
+        }
+    }
+
+    /// Block j/4 of (tag, row) supplies values j..<j+4.
+    @inline(__always)
+    private func fill(_ out: UnsafeMutablePointer<Float>, count: Int, tag: UInt64, row: UInt32,
+                      _ transform: ((UInt32, UInt32, UInt32, UInt32)) -> (Float, Float, Float, Float)) {
+        var j = 0
+        while j < count {
+            let values = transform(block(UInt32(j / 4), row, UInt32(truncatingIfNeeded: tag),
+                                         UInt32(truncatingIfNeeded: tag >> 32)))
+            out[j] = values.0
             if j + 1 < count { out[j + 1] = values.1 }
             if j + 2 < count { out[j + 2] = values.2 }
             if j + 3 < count { out[j + 3] = values.3 }

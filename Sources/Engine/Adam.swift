@@ -1,0 +1,45 @@
+/// Adam as Keras 3 implements it (β1 0.9, β2 0.999, ε 1e-7), over the whole flat parameter
+/// buffer in one loop:
+///   m ← β1·m + (1−β1)·g,   v ← β2·v + (1−β2)·g²
+///   p ← p − lr·sqrt(1−β2^t)/(1−β1^t) · m / (sqrt(v) + ε)
+public final class Adam {
+    public var learningRate: Float
+    public let beta1: Float, beta2: Float, epsilon: Float
+    /// Steps taken so far (t of the bias correction).
+    public private(set) var step: Int = 0
+    /// First and second moments, same layout as the parameter buffer (saved in checkpoints).
+    public let firstMoment: FloatBuffer, secondMoment: FloatBuffer
+
+    public init(parameterCount: Int, learningRate: Float = 0.0005, beta1: Float = 0.9, beta2: Float = 0.999,
+                epsilon: Float = 1e-7) {
+        self.learningRate = learningRate
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        firstMoment = FloatBuffer(count: parameterCount)
+        secondMoment = FloatBuffer(count: parameterCount)
+    }
+
+    public func update(_ parameters: ParameterStore) {
+        step += 1
+        let t = Double(step)
+        let correction = Float(Double(learningRate) * (1 - pow(Double(beta2), t)).squareRoot() / (1 - pow(Double(beta1), t)))
+        let p = parameters.values.pointer, g = parameters.gradients.pointer
+        let m = firstMoment.pointer, v = secondMoment.pointer
+        let (b1, b2, eps) = (beta1, beta2, epsilon)
+        for i in 0..<parameters.count {
+            m[i] = b1 * m[i] + (1 - b1) * g[i]
+            v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
+            p[i] -= correction * m[i] / (v[i].squareRoot() + eps)
+        }
+    }
+
+    /// Restores the step counter when training resumes from a checkpoint.
+    public func restore(step: Int) { self.step = step }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

@@ -1,0 +1,46 @@
+import CBLAS
+
+/// Row-major single-precision GEMM: C[m,n] = op(A)[m,k] · op(B)[k,n] + beta · C.
+/// `lda`, `ldb`, `ldc` are the row strides of A, B and C as stored (before any transpose).
+@inline(__always)
+func gemm(transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int,
+          _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
+          beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
+    cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+/// OpenBLAS' own thread pool. One thread per MPI rank and one rank per core is the fast layout.
+public enum BLAS {
+    public static var threads: Int {
+        get { Int(openblas_get_num_threads()) }
+        set { openblas_set_num_threads(Int32(newValue)) }
+    }
+
+    public static var configuration: String {
+        String(cString: openblas_get_config())
+    }
+
+    /// Measures this machine's sustained SGEMM rate with a large square product, in GFLOP/s
+    /// (median of `repeats` timed products after one warm-up).
+    public static func measurePeakGFLOPS(size: Int = 1536, repeats: Int = 5) -> Double {
+        let a = FloatBuffer(count: size * size), b = FloatBuffer(count: size * size), c = FloatBuffer(count: size * size)
+        Philox(seed: 7, stream: .sampling).fillUniform(a.pointer, count: a.count, low: -1, high: 1, tag: 0, row: 0)
+        Philox(seed: 7, stream: .sampling).fillUniform(b.pointer, count: b.count, low: -1, high: 1, tag: 1, row: 0)
+        var seconds: [Double] = []
+        for attempt in 0...repeats {
+            let start = monotonicSeconds()
+            gemm(m: size, n: size, k: size, a.pointer, lda: size, b.pointer, ldb: size, beta: 0, c.pointer, ldc: size)
+            if attempt > 0 { seconds.append(monotonicSeconds() - start) }
+        }
+        let flops = 2.0 * Double(size) * Double(size) * Double(size)
+        return flops / median(seconds) / 1e9
+    }
+}
+
+public func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    guard !sorted.isEmpty else { return .nan }
+    let mid = sorted.count / 2
+    return sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}

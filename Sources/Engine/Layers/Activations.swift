@@ -1,0 +1,30 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Activations work in place on the previous layer's output: their backward needs only that
+/// output y, never the input, so no extra buffer is kept.
+
+/// y = max(x, 0).  Backward: dx = dy · [y > 0].
+public enum ReLU {
+    public static func forward(_ y: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { y[i] = max(y[i], 0) }
+    }
+
+    public static func backward(output y: UnsafePointer<Float>, _ gradient: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count where y[i] <= 0 { gradient[i] = 0 }
+    }
+}
+
+/// y = 1 / (1 + exp(−x)).  Backward: dx = dy · y · (1 − y).
+public enum Sigmoid {
+    public static func forward(_ y: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { y[i] = 1 / (1 + expf(-y[i])) }
+    }
+
+    public static func backward(output y: UnsafePointer<Float>, _ gradient: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { gradient[i] *= y[i] * (1 - y[i]) }
+    }
+}

@@ -1,0 +1,79 @@
+/// The patch geometry shared by Conv2D and ConvTranspose2D: a 4x4 kernel with stride 2 and
+/// padding 1 links a "large" map [N, H, W, C] to a "small" map [N, H/2, W/2, ·].
+/// Small position (oy, ox) sees large rows 2·oy − 1 + ky and columns 2·ox − 1 + kx, ky, kx in 0..<4.
+///
+/// A patch row holds 16·C values ordered (ky, kx, c), matching the Keras kernel layouts
+/// [kh, kw, cin, cout] (conv) and [kh, kw, cout, cin] (transposed conv).
+struct PatchGeometry {
+    static let kernel = 4
+    let largeHeight: Int, largeWidth: Int, channels: Int
+
+    var smallHeight: Int { largeHeight / 2 }
+    var smallWidth: Int { largeWidth / 2 }
+    /// Values in one patch row: 16·C.
+    var patchSize: Int { 16 * channels }
+    var largeImageSize: Int { largeHeight * largeWidth * channels }
+
+    /// For kernel row/column offset 2·o − 1 + k, the k range that stays inside 0..<limit.
+    @inline(__always)
+    private static func validTaps(origin: Int, limit: Int) -> Range<Int> {
+        max(0, -origin)..<min(kernel, limit - origin)
+    }
+
+    /// columns [N·h·w, 16·C] ← patches of large [N, H, W, C]; taps that fall in the padding are 0.
+    /// For one kernel row the four taps kx are adjacent pixels, so each (patch, ky) is a single
+    /// contiguous copy of up to 4·C values.
+    func im2col(_ large: UnsafePointer<Float>, _ columns: UnsafeMutablePointer<Float>, batch: Int) {
+        let c = channels, run = 4 * c
+        var row = columns
+        for n in 0..<batch {
+            let image = large + n * largeImageSize
+            for oy in 0..<smallHeight {
+                for ox in 0..<smallWidth {
+                    let x0 = 2 * ox - 1
+                    let taps = PatchGeometry.validTaps(origin: x0, limit: largeWidth)
+                    for ky in 0..<4 {
+                        let y = 2 * oy - 1 + ky
+                        let destination = row + ky * run
+                        guard y >= 0 && y < largeHeight else {
+                            destination.update(repeating: 0, count: run)
+                            continue
+                        }
+                        if taps.lowerBound > 0 { destination.update(repeating: 0, count: taps.lowerBound * c) }
+                        destination.advanced(by: taps.lowerBound * c)
+                            .update(from: image + (y * largeWidth + x0 + taps.lowerBound) * c, count: taps.count * c)
+                        if taps.upperBound < 4 {
+                            (destination + taps.upperBound * c).update(repeating: 0, count: (4 - taps.upperBound) * c)
+                        }
+                    }
+                    row += patchSize
+                }
+            }
+        }
+    }
+
+    /// large [N, H, W, C] += scatter of columns [N·h·w, 16·C]: the adjoint of `im2col`.
+    /// Taps in the padding are dropped. `large` must already hold its initial value.
+    func col2im(_ columns: UnsafePointer<Float>, _ large: UnsafeMutablePointer<Float>, batch: Int) {
+        let c = channels
+        var row = columns
+        for n in 0..<batch {
+            let image = large + n * largeImageSize
+            for oy in 0..<smallHeight {
+                for ox in 0..<smallWidth {
+                    let x0 = 2 * ox - 1
+                    let taps = PatchGeometry.validTaps(origin: x0, limit: largeWidth)
+                    let count = taps.count * c
+                    for ky in 0..<4 {
+                        let y = 2 * oy - 1 + ky
+                        guard y >= 0 && y < largeHeight else { continue }
+                        let source = row + (ky * 4 + taps.lowerBound) * c
+                        let destination = image + (y * largeWidth + x0 + taps.lowerBound) * c
+                        for i in 0..<count { destination[i] += source[i] }
+                    }
+                    row += patchSize
+                }
+            }
+        }
+    }
+}

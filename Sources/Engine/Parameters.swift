@@ -1,0 +1,79 @@
+/// One trainable tensor: a named view into the model's single parameter buffer, with its
+/// gradient at the same offset in the single gradient buffer.
+public final class Parameter {
+    public let name: String
+    /// Keras layout: conv kernels [kh, kw, cin, cout], transposed-conv kernels [kh, kw, cout, cin],
+    /// dense kernels [in, out], biases [out].
+    public let shape: [Int]
+    public let count: Int
+    public let offset: Int
+    /// Glorot-uniform limit sqrt(6 / (fanIn + fanOut)), or nil for zero-initialised biases.
+    let glorotLimit: Float?
+    unowned let store: ParameterStore
+
+    init(name: String, shape: [Int], offset: Int, glorotLimit: Float?, store: ParameterStore) {
+        self.name = name
+        self.shape = shape
+        self.count = shape.reduce(1, *)
+        self.offset = offset
+        self.glorotLimit = glorotLimit
+        self.store = store
+    }
+
+    public var value: UnsafeMutablePointer<Float> { store.values.pointer + offset }
+    public var gradient: UnsafeMutablePointer<Float> { store.gradients.pointer + offset }
+}
+
+/// All parameters of a model in one contiguous Float32 buffer, all gradients in another, so that
+/// one collective call can average every gradient and one loop can update every parameter.
+/// Layers declare their parameters while the model is built; `allocate` then lays out the buffers.
+public final class ParameterStore {
+    public private(set) var parameters: [Parameter] = []
+    public private(set) var count = 0
+    public private(set) var values = FloatBuffer(count: 0)
+    public private(set) var gradients = FloatBuffer(count: 0)
+
+    public init() {}
+
+    /// A kernel initialised Glorot-uniform with the given fans (Keras' default).
+    func kernel(_ name: String, shape: [Int], fanIn: Int, fanOut: Int) -> Parameter {
+        declare(name, shape: shape, glorotLimit: (6 / Float(fanIn + fanOut)).squareRoot())
+    }
+
+    /// A bias initialised to zero (Keras' default).
+    func bias(_ name: String, count: Int) -> Parameter {
+        declare(name, shape: [count], glorotLimit: nil)
+    }
+
+    private func declare(_ name: String, shape: [Int], glorotLimit: Float?) -> Parameter {
+        precondition(values.count == 0, "parameters are declared before the store is allocated")
+        let parameter = Parameter(name: name, shape: shape, offset: count, glorotLimit: glorotLimit, store: self)
+        parameters.append(parameter)
+        count += parameter.count
+        return parameter
+    }
+
+    /// Lays out the value and gradient buffers once every parameter is declared.
+    public func allocate() {
+        values = FloatBuffer(count: count)
+        gradients = FloatBuffer(count: count)
+    }
+
+    /// Keras-default initialisation, reproducible from `seed`: parameter i draws its values
+    /// from Philox stream `initialization`, tag i.
+    public func initialize(seed: UInt64) {
+        let random = Philox(seed: seed, stream: .initialization)
+        for (index, parameter) in parameters.enumerated() {
+            if let limit = parameter.glorotLimit {
+                random.fillUniform(parameter.value, count: parameter.count, low: -limit, high: limit,
+                                   tag: UInt64(index), row: 0)
+            } else {
+                parameter.value.update(repeating: 0, count: parameter.count)
+            }
+        }
+    }
+
+    public func parameter(named name: String) -> Parameter? {
+        parameters.first { $0.name == name }
+    }
+}

@@ -1,0 +1,179 @@
+import Foundation
+import Testing
+import VAEEngine
+
+/// Copies Float64 test values into an engine buffer and back.
+func load(_ values: [Double], into pointer: UnsafeMutablePointer<Float>) {
+    for (i, v) in values.enumerated() { pointer[i] = Float(v) }
+}
+
+func read(_ pointer: UnsafePointer<Float>, _ count: Int) -> [Double] {
+    (0..<count).map { Double(pointer[$0]) }
+}
+
+func dot(_ a: [Double], _ b: [Double]) -> Double { zip(a, b).map { $0 * $1 }.reduce(0, +) }
+
+/// Each layer's backward against central differences of J = Σ y ⊙ w, computed in Float64 on the
+/// reference implementation; each forward against the direct-loop reference.
+@Suite struct LayerTests {
+    let n = 2
+
+    @Test func conv2DForwardAndBackward() {
+        // [2, 6, 6, 3] → [2, 3, 3, 4]: odd output sides exercise both padded borders.
+        let (h, w, ci, co) = (6, 6, 3, 4)
+        let store = ParameterStore()
+        let conv = Conv2D(name: "c", height: h, width: w, inChannels: ci, outChannels: co, maxBatch: n, parameters: store)
+        store.allocate()
+        let x = randomValues(n * h * w * ci, seed: 1)
+        let k = randomValues(16 * ci * co, seed: 2), b = randomValues(co, seed: 3)
+        let ySize = n * conv.outputSize
+        let weights = randomValues(ySize, seed: 4)
+        let xBuffer = FloatBuffer(count: x.count), y = FloatBuffer(count: ySize)
+        let dy = FloatBuffer(count: ySize), dx = FloatBuffer(count: x.count)
+        load(x, into: xBuffer.pointer); load(k, into: conv.kernel.value); load(b, into: conv.bias.value)
+        load(weights, into: dy.pointer)
+
+        conv.forward(xBuffer.pointer, y.pointer, batch: n)
+        let expected = Reference.conv(x, n: n, h: h, w: w, ci: ci, k, b, co: co)
+        #expect(relativeError(read(y.pointer, ySize), expected) < 1e-5)
+
+        conv.backward(dy.pointer, dx.pointer, batch: n)
+        func objective(_ x: [Double], _ k: [Double], _ b: [Double]) -> Double {
+            dot(Reference.conv(x, n: n, h: h, w: w, ci: ci, k, b, co: co), weights)
+        }
+        let ix = probeIndices(x.count), ik = probeIndices(k.count), ib = probeIndices(b.count)
+        let numericX = Reference.numericGradient(x, indices: ix) { objective($0, k, b) }
+        let numericK = Reference.numericGradient(k, indices: ik) { objective(x, $0, b) }
+        let numericB = Reference.numericGradient(b, indices: ib) { objective(x, k, $0) }
+        #expect(relativeError(ix.map { Double(dx.pointer[$0]) }, numericX) < 1e-4)
+        #expect(relativeError(ik.map { Double(conv.kernel.gradient[$0]) }, numericK) < 1e-4)
+        #expect(relativeError(ib.map { Double(conv.bias.gradient[$0]) }, numericB) < 1e-4)
+    }
+
+    @Test func convTranspose2DForwardAndBackward() {
+        let (h, w, ci, co) = (3, 3, 4, 3)
+        let store = ParameterStore()
+        let deconv = ConvTranspose2D(name: "d", height: h, width: w, inChannels: ci, outChannels: co, maxBatch: n,
+                                     parameters: store)
+        store.allocate()
+        let x = randomValues(n * h * w * ci, seed: 5)
+        let k = randomValues(16 * ci * co, seed: 6), b = randomValues(co, seed: 7)
+        let ySize = n * deconv.outputSize
+        let weights = randomValues(ySize, seed: 8)
+        let xBuffer = FloatBuffer(count: x.count), y = FloatBuffer(count: ySize)
+        let dy = FloatBuffer(count: ySize), dx = FloatBuffer(count: x.count)
+        load(x, into: xBuffer.pointer); load(k, into: deconv.kernel.value); load(b, into: deconv.bias.value)
+        load(weights, into: dy.pointer)
+
+        deconv.forward(xBuffer.pointer, y.pointer, batch: n)
+        let expected = Reference.convTranspose(x, n: n, h: h, w: w, ci: ci, k, b, co: co)
+        #expect(relativeError(read(y.pointer, ySize), expected) < 1e-5)
+
+        deconv.backward(xBuffer.pointer, dy.pointer, dx.pointer, batch: n)
+        func objective(_ x: [Double], _ k: [Double], _ b: [Double]) -> Double {
+            dot(Reference.convTranspose(x, n: n, h: h, w: w, ci: ci, k, b, co: co), weights)
+        }
+        let ix = probeIndices(x.count), ik = probeIndices(k.count), ib = probeIndices(b.count)
+        let numericX = Reference.numericGradient(x, indices: ix) { objective($0, k, b) }
+        let numericK = Reference.numericGradient(k, indices: ik) { objective(x, $0, b) }
+        let numericB = Reference.numericGradient(b, indices: ib) { objective(x, k, $0) }
+        #expect(relativeError(ix.map { Double(dx.pointer[$0]) }, numericX) < 1e-4)
+        #expect(relativeError(ik.map { Double(deconv.kernel.gradient[$0]) }, numericK) < 1e-4)
+        #expect(relativeError(ib.map { Double(deconv.bias.gradient[$0]) }, numericB) < 1e-4)
+    }
+
+    @Test(arguments: [false, true])
+    func denseForwardAndBackward(accumulate: Bool) {
+        let (rows, inputs, outputs) = (3, 5, 7)
+        let store = ParameterStore()
+        let dense = Dense(name: "f", inputs: inputs, outputs: outputs, parameters: store)
+        store.allocate()
+        let x = randomValues(rows * inputs, seed: 9)
+        let wt = randomValues(inputs * outputs, seed: 10), b = randomValues(outputs, seed: 11)
+        let weights = randomValues(rows * outputs, seed: 12)
+        let prior = randomValues(rows * inputs, seed: 13)
+        let xBuffer = FloatBuffer(count: x.count), y = FloatBuffer(count: rows * outputs)
+        let dy = FloatBuffer(count: rows * outputs), dx = FloatBuffer(count: x.count)
+        load(x, into: xBuffer.pointer); load(wt, into: dense.weight.value); load(b, into: dense.bias.value)
+        load(weights, into: dy.pointer); load(prior, into: dx.pointer)
+
+        dense.forward(xBuffer.pointer, y.pointer, batch: rows)
+        let expected = Reference.dense(x, n: rows, inputs: inputs, wt, b, outputs: outputs)
+        #expect(relativeError(read(y.pointer, rows * outputs), expected) < 1e-5)
+
+        dense.backward(xBuffer.pointer, dy.pointer, dx.pointer, accumulate: accumulate, batch: rows)
+        func objective(_ x: [Double], _ wt: [Double], _ b: [Double]) -> Double {
+            dot(Reference.dense(x, n: rows, inputs: inputs, wt, b, outputs: outputs), weights)
+        }
+        var numericX = Reference.numericGradient(x, indices: Array(x.indices)) { objective($0, wt, b) }
+        if accumulate { numericX = zip(numericX, prior).map { $0 + $1 } }
+        let numericW = Reference.numericGradient(wt, indices: Array(wt.indices)) { objective(x, $0, b) }
+        let numericB = Reference.numericGradient(b, indices: Array(b.indices)) { objective(x, wt, $0) }
+        #expect(relativeError(read(dx.pointer, x.count), numericX) < 1e-4)
+        #expect(relativeError(read(dense.weight.gradient, wt.count), numericW) < 1e-4)
+        #expect(relativeError(read(dense.bias.gradient, b.count), numericB) < 1e-4)
+    }
+
+    @Test func activationsMatchDefinitions() {
+        let x = randomValues(64, seed: 14, low: -4, high: 4), upstream = randomValues(64, seed: 15)
+        check(ReLU.forward, ReLU.backward, Reference.relu, x, upstream)
+        check(Sigmoid.forward, Sigmoid.backward, Reference.sigmoid, x, upstream)
+    }
+
+    private func check(_ forward: (UnsafeMutablePointer<Float>, Int) -> Void,
+                       _ backward: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void,
+                       _ reference: ([Double]) -> [Double], _ x: [Double], _ upstream: [Double]) {
+        let y = FloatBuffer(count: x.count), g = FloatBuffer(count: x.count)
+        load(x, into: y.pointer); load(upstream, into: g.pointer)
+        forward(y.pointer, x.count)
+        #expect(relativeError(read(y.pointer, x.count), reference(x)) < 1e-6)
+        backward(y.pointer, g.pointer, x.count)
+        let numeric = Reference.numericGradient(x, indices: Array(x.indices)) { dot(reference($0), upstream) }
+        #expect(relativeError(read(g.pointer, x.count), numeric) < 1e-4)
+    }
+
+    @Test func reparameterizationAndLossMatchFiniteDifferences() {
+        let (rows, latent, beta) = (3, 5, 0.7)
+        let mu = randomValues(rows * latent, seed: 16), logvar = randomValues(rows * latent, seed: 17)
+        let upstream = randomValues(rows * latent, seed: 18)
+        let layer = Reparameterize(latent: latent, maxBatch: rows)
+        layer.drawNoise(seed: 3, step: 11, firstPosition: 0, batch: rows)
+        let eps = read(layer.noise.pointer, rows * latent)
+        let muBuffer = FloatBuffer(count: mu.count), logvarBuffer = FloatBuffer(count: mu.count)
+        let z = FloatBuffer(count: mu.count), dz = FloatBuffer(count: mu.count)
+        let dmu = FloatBuffer(count: mu.count), dlogvar = FloatBuffer(count: mu.count)
+        load(mu, into: muBuffer.pointer); load(logvar, into: logvarBuffer.pointer); load(upstream, into: dz.pointer)
+
+        let scale = 1.0 / Double(rows)
+        let kl = VAELoss.kl(mu: muBuffer.pointer, logvar: logvarBuffer.pointer, dmu: dmu.pointer, dlogvar: dlogvar.pointer,
+                            scale: Float(scale), beta: Float(beta), batch: rows, latent: latent)
+        layer.forward(mu: muBuffer.pointer, logvar: logvarBuffer.pointer, z.pointer, batch: rows)
+        layer.backward(dz.pointer, dmu: dmu.pointer, dlogvar: dlogvar.pointer, batch: rows)
+
+        func klSum(_ mu: [Double], _ logvar: [Double]) -> Double {
+            zip(mu, logvar).map { (m: Double, v: Double) -> Double in 0.5 * (exp(v) + m * m - v - 1) }.reduce(0, +)
+        }
+        func latents(_ mu: [Double], _ logvar: [Double]) -> [Double] {
+            (0..<mu.count).map { (i: Int) -> Double in mu[i] + exp(0.5 * logvar[i]) * eps[i] }
+        }
+        func objective(_ mu: [Double], _ logvar: [Double]) -> Double {
+            dot(latents(mu, logvar), upstream) + scale * beta * klSum(mu, logvar)
+        }
+        #expect(abs(kl - klSum(mu, logvar)) < 1e-4 * abs(kl))
+        #expect(relativeError(read(z.pointer, mu.count), latents(mu, logvar)) < 1e-6)
+        let numericMu = Reference.numericGradient(mu, indices: Array(mu.indices)) { objective($0, logvar) }
+        let numericLogvar = Reference.numericGradient(logvar, indices: Array(logvar.indices)) { objective(mu, $0) }
+        #expect(relativeError(read(dmu.pointer, mu.count), numericMu) < 1e-4)
+        #expect(relativeError(read(dlogvar.pointer, mu.count), numericLogvar) < 1e-4)
+    }
+
+    @Test func noiseDependsOnlyOnStepAndGlobalPosition() {
+        let whole = Reparameterize(latent: 7, maxBatch: 6), piece = Reparameterize(latent: 7, maxBatch: 2)
+        whole.drawNoise(seed: 5, step: 42, firstPosition: 0, batch: 6)
+        piece.drawNoise(seed: 5, step: 42, firstPosition: 3, batch: 2)
+        #expect(read(piece.noise.pointer, 14) == read(whole.noise.pointer + 21, 14))
+        let values = read(whole.noise.pointer, 42)
+        let mean = values.reduce(0, +) / 42
+        #expect(abs(mean) < 0.6 && values.allSatisfy { abs($0) < 6 })
+    }
+}

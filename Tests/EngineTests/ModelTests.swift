@@ -1,0 +1,157 @@
+import Foundation
+import Testing
+import VAEEngine
+
+/// The whole VAE in Float64, composed from the reference layers, parameters looked up by name.
+struct ReferenceVAE {
+    let config: ModelConfig
+
+    /// Mean over the batch of reconstruction + beta · KL, for images x and noise eps.
+    func loss(_ parameters: [String: [Double]], x: [Double], eps: [Double], batch: Int) -> Double {
+        var h = x, size = config.imageSize, channels = config.imageChannels
+        for (i, out) in config.encoderChannels.enumerated() {
+            h = Reference.relu(Reference.conv(h, n: batch, h: size, w: size, ci: channels,
+                                              parameters["enc_conv\(i + 1)/kernel"]!, parameters["enc_conv\(i + 1)/bias"]!, co: out))
+            size /= 2
+            channels = out
+        }
+        let features = config.bottleneckValues, latent = config.latent
+        let mu = Reference.dense(h, n: batch, inputs: features, parameters["enc_mu/kernel"]!, parameters["enc_mu/bias"]!,
+                                 outputs: latent)
+        let logvar = Reference.dense(h, n: batch, inputs: features, parameters["enc_logvar/kernel"]!,
+                                     parameters["enc_logvar/bias"]!, outputs: latent)
+        var d = (0..<mu.count).map { (i: Int) -> Double in mu[i] + exp(0.5 * logvar[i]) * eps[i] }
+        let widths = [latent] + config.decoderWidths + [features]
+        for j in 1..<widths.count {
+            d = Reference.relu(Reference.dense(d, n: batch, inputs: widths[j - 1], parameters["dec_fc\(j)/kernel"]!,
+                                               parameters["dec_fc\(j)/bias"]!, outputs: widths[j]))
+        }
+        for (i, out) in config.decoderChannels.enumerated() {
+            d = Reference.convTranspose(d, n: batch, h: size, w: size, ci: channels, parameters["dec_deconv\(i + 1)/kernel"]!,
+                                        parameters["dec_deconv\(i + 1)/bias"]!, co: out)
+            d = i == config.decoderChannels.count - 1 ? Reference.sigmoid(d) : Reference.relu(d)
+            size *= 2
+            channels = out
+        }
+        let reconstruction = 0.5 * zip(x, d).map { ($0 - $1) * ($0 - $1) }.reduce(0, +)
+        let kl = 0.5 * zip(mu, logvar).map { (m: Double, v: Double) -> Double in exp(v) + m * m - v - 1 }.reduce(0, +)
+        return (reconstruction + Double(config.beta) * kl) / Double(batch)
+    }
+}
+
+@Suite struct ModelTests {
+    /// A small VAE with every kind of layer: 8x8x3 images, two convolutions, latent 3.
+    let config = ModelConfig(imageSize: 8, imageChannels: 3, encoderChannels: [4, 5], latent: 3, decoderWidths: [6],
+                             beta: 0.7)
+
+    @Test func everyParameterGradientMatchesFiniteDifferences() throws {
+        let batch = 3
+        let model = try VAE(config: config, maxBatch: batch)
+        model.parameters.initialize(seed: 11)
+        // Larger biases than the zero init, so that no ReLU sits on its kink.
+        for parameter in model.parameters.parameters where parameter.name.hasSuffix("bias") {
+            load(randomValues(parameter.count, seed: UInt64(parameter.offset), low: -0.3, high: 0.3), into: parameter.value)
+        }
+        let x = randomValues(batch * config.imageValues, seed: 21, low: 0, high: 1)
+        let images = FloatBuffer(count: x.count)
+        load(x, into: images.pointer)
+        model.drawNoise(seed: 4, step: 9, firstPosition: 0, batch: batch)
+        let eps = read(model.reparameterize.noise.pointer, batch * config.latent)
+
+        let sums = model.loss(images.pointer, batch: batch, gradientScale: 1 / Float(batch))
+        var values: [String: [Double]] = [:]
+        for parameter in model.parameters.parameters { values[parameter.name] = read(parameter.value, parameter.count) }
+        let reference = ReferenceVAE(config: config)
+        let referenceLoss = reference.loss(values, x: x, eps: eps, batch: batch)
+        #expect(abs(sums.means(beta: config.beta).loss - referenceLoss) < 1e-5 * referenceLoss)
+
+        #expect(model.parameters.parameters.count == 2 * (config.encoderChannels.count + 2 + config.decoderWidths.count + 1
+                                                          + config.decoderChannels.count))
+        for parameter in model.parameters.parameters {
+            let probes = probeIndices(parameter.count, limit: 24)
+            let numeric = Reference.numericGradient(values[parameter.name]!, indices: probes) { theta in
+                var perturbed = values
+                perturbed[parameter.name] = theta
+                return reference.loss(perturbed, x: x, eps: eps, batch: batch)
+            }
+            let analytic = probes.map { Double(parameter.gradient[$0]) }
+            let error = relativeError(analytic, numeric, floor: 1e-4)
+            #expect(error < 2e-3, "\(parameter.name): relative error \(error)")
+        }
+    }
+
+    @Test func seedPresetIsTheReferenceModel() throws {
+        let model = try VAE(config: ModelConfig.preset("seed"), maxBatch: 2)
+        let shapes = model.parameters.parameters.map { "\($0.name) \($0.shape)" }
+        #expect(shapes == [
+            "enc_conv1/kernel [4, 4, 3, 32]", "enc_conv1/bias [32]", "enc_conv2/kernel [4, 4, 32, 32]", "enc_conv2/bias [32]",
+            "enc_conv3/kernel [4, 4, 32, 32]", "enc_conv3/bias [32]", "enc_mu/kernel [2048, 128]", "enc_mu/bias [128]",
+            "enc_logvar/kernel [2048, 128]", "enc_logvar/bias [128]", "dec_fc1/kernel [128, 256]", "dec_fc1/bias [256]",
+            "dec_fc2/kernel [256, 2048]", "dec_fc2/bias [2048]", "dec_deconv1/kernel [4, 4, 32, 32]", "dec_deconv1/bias [32]",
+            "dec_deconv2/kernel [4, 4, 32, 32]", "dec_deconv2/bias [32]", "dec_deconv3/kernel [4, 4, 3, 32]",
+            "dec_deconv3/bias [3]",
+        ])
+        #expect(model.parameters.count == 1_152_675)  // as the PyTorch and Keras peers count
+        // About 85 MFLOP per image, forward and backward (DEVELOPERS.md).
+        #expect((84_000_000...86_000_000).contains(model.trainingFLOPsPerImage))
+        #expect(try VAE(config: ModelConfig.preset("seed-latent100"), maxBatch: 1).config.latent == 100)
+    }
+
+    @Test func glorotInitializationIsReproducibleAndBounded() throws {
+        let a = try VAE(config: config, maxBatch: 1), b = try VAE(config: config, maxBatch: 1)
+        a.parameters.initialize(seed: 3)
+        b.parameters.initialize(seed: 3)
+        #expect(read(a.parameters.values.pointer, a.parameters.count) == read(b.parameters.values.pointer, b.parameters.count))
+        for parameter in a.parameters.parameters {
+            let values = read(parameter.value, parameter.count)
+            if parameter.name.hasSuffix("bias") {
+                #expect(values.allSatisfy { $0 == 0 })
+            } else {
+                let fans = parameter.shape.count == 2 ? parameter.shape[0] + parameter.shape[1]
+                    : 16 * (parameter.shape[2] + parameter.shape[3])
+                let limit = (6 / Double(fans)).squareRoot()
+                #expect(values.allSatisfy { abs($0) <= limit } && values.contains { abs($0) > limit / 2 })
+            }
+        }
+    }
+
+    @Test(arguments: [
+        (ModelConfig(latent: 0), "latent size"),
+        (ModelConfig(encoderChannels: [32, 0, 32]), "encoder channels"),
+        (ModelConfig(imageSize: 60), "divisible"),
+        (ModelConfig(encoderChannels: []), "at least one"),
+        (ModelConfig(decoderWidths: [-4]), "decoder dense"),
+        (ModelConfig(beta: .nan), "beta"),
+        (ModelConfig(latent: 100_000), "latent size"),
+    ])
+    func invalidConfigurationsAreRejected(config: ModelConfig, message: String) {
+        #expect { try VAE(config: config, maxBatch: 4) } throws: { "\($0)".contains(message) }
+    }
+
+    @Test func unknownPresetIsNamed() {
+        #expect { try ModelConfig.preset("big") } throws: { "\($0)".contains("unknown preset 'big'") }
+    }
+
+    /// Adam against the Keras 3 update written out in Float64 for three steps.
+    @Test func adamMatchesKeras() throws {
+        let model = try VAE(config: config, maxBatch: 1)
+        model.parameters.initialize(seed: 1)
+        let count = model.parameters.count
+        var p = read(model.parameters.values.pointer, count)
+        var m = [Double](repeating: 0, count: count), v = m
+        let adam = Adam(parameterCount: count, learningRate: 0.01)
+        for t in 1...3 {
+            let g = randomValues(count, seed: UInt64(t))
+            load(g, into: model.parameters.gradients.pointer)
+            adam.update(model.parameters)
+            let alpha = 0.01 * (1 - pow(0.999, Double(t))).squareRoot() / (1 - pow(0.9, Double(t)))
+            for i in 0..<count {
+                m[i] = 0.9 * m[i] + 0.1 * g[i]
+                v[i] = 0.999 * v[i] + 0.001 * g[i] * g[i]
+                p[i] -= alpha * m[i] / (v[i].squareRoot() + 1e-7)
+            }
+        }
+        #expect(relativeError(read(model.parameters.values.pointer, count), p) < 1e-5)
+        #expect(adam.step == 3)
+    }
+}
