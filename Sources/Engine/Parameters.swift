@@ -53,10 +53,12 @@ public final class ParameterStore {
         return parameter
     }
 
-    /// Lays out the value and gradient buffers once every parameter is declared.
-    public func allocate() {
+    /// Lays out the value and gradient buffers once every parameter is declared. The gradient
+    /// buffer has `gradientTail` spare values after the gradients, so that statistics (loss sums)
+    /// can ride along in the same collective call.
+    public func allocate(gradientTail: Int = 4) {
         values = FloatBuffer(count: count)
-        gradients = FloatBuffer(count: count)
+        gradients = FloatBuffer(count: count + gradientTail)
     }
 
     /// Keras-default initialisation, reproducible from `seed`: parameter i draws its values

@@ -1,0 +1,46 @@
+import ArgumentParser
+import VAEEngine
+
+/// The architecture flags shared by every command that builds a model.
+struct ModelOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Architecture preset: \(ModelConfig.presetNames.joined(separator: ", ")). "
+                               + "'seed' is the reference model (latent 128).", valueName: "name"))
+    var preset = "seed"
+
+    @Option(help: ArgumentHelp("Encoder convolution channels, comma-separated; one stride-2 4x4 convolution each "
+                               + "(default from the preset: 32,32,32).", valueName: "c1,c2,..."))
+    var encoderChannels: String?
+
+    @Option(help: ArgumentHelp("Latent dimensions (default from the preset).", valueName: "n"))
+    var latent: Int?
+
+    @Option(help: ArgumentHelp("Decoder dense widths before the reshape, comma-separated (default 256).",
+                               valueName: "w1,w2,..."))
+    var decoderDense: String?
+
+    @Option(help: ArgumentHelp("Weight of the KL term in the loss (default 1).", valueName: "beta"))
+    var beta: Float?
+
+    /// The preset with the flags applied, validated.
+    func config(imageSize: Int = 64) throws -> ModelConfig {
+        var config = try ModelConfig.preset(preset)
+        config.imageSize = imageSize
+        if let encoderChannels { config.encoderChannels = try integers(encoderChannels, flag: "--encoder-channels") }
+        if let latent { config.latent = latent }
+        if let decoderDense { config.decoderWidths = try integers(decoderDense, flag: "--decoder-dense") }
+        if let beta { config.beta = beta }
+        try config.validate()
+        return config
+    }
+
+    private func integers(_ text: String, flag: String) throws -> [Int] {
+        try text.split(separator: ",", omittingEmptySubsequences: false).map {
+            guard let value = Int($0.trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("\(flag) expects comma-separated whole numbers, got '\(text)'")
+            }
+            return value
+        }
+    }
+}
+
+import Foundation

@@ -1,0 +1,18 @@
+import ArgumentParser
+
+@main
+struct VAECommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vae",
+        abstract: "Train a convolutional variational autoencoder on CelebA faces, on one core or many MPI ranks.",
+        discussion: """
+            A typical session:
+              vae synth --count 4096 --out faces.vaeds          # or: vae prepare --celeba DIR --out celeba.vaeds
+              vae inspect faces.vaeds --grid first.png           # look at what the model will see
+              launch/train.sh --ranks 2 -- --data faces.vaeds --out runs/faces --epochs 5
+              vae bench                                         # training speed of this machine
+
+            Run 'vae help <command>' for each command's options.
+            """,
+        subcommands: [Bench.self])
+}

@@ -1,0 +1,79 @@
+import VAECluster
+import VAEEngine
+
+public struct TrainingError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// One data-parallel optimisation step, the same on every rank:
+///   1. draw the noise of this rank's piece of the global batch (keyed by global position),
+///   2. forward and backward on the piece, gradients scaled by 1 / global batch size, so that
+///      their sum over ranks is the gradient of the global batch mean,
+///   3. one allreduce over the flat gradient buffer, the loss sums riding along at its tail,
+///   4. stop before any update if anything is not finite, on every rank alike,
+///   5. the same Adam update on every rank.
+public final class StepRunner {
+    public let model: VAE
+    public let optimizer: Adam
+    public let communicator: Communicator
+    public let globalBatch: Int
+    public let seed: UInt64
+    /// Seconds spent in the allreduce, summed over steps (for the communication share).
+    public private(set) var reduceSeconds = 0.0
+
+    /// Loss sums appended to the gradients: reconstruction, KL, images.
+    static let tailSlots = 3
+
+    public init(model: VAE, optimizer: Adam, communicator: Communicator, globalBatch: Int, seed: UInt64) {
+        precondition(model.parameters.gradients.count >= model.parameters.count + StepRunner.tailSlots,
+                     "the gradient buffer needs room for the loss sums")
+        self.model = model
+        self.optimizer = optimizer
+        self.communicator = communicator
+        self.globalBatch = globalBatch
+        self.seed = seed
+    }
+
+    /// Trains on this rank's piece: `count` images at positions firstPosition... of global batch `step`.
+    /// Returns the loss sums of the whole global batch.
+    public func run(images: UnsafePointer<Float>, count: Int, firstPosition: Int, step: Int) throws -> LossSums {
+        let parameters = model.parameters
+        model.drawNoise(seed: seed, step: step, firstPosition: firstPosition, batch: count)
+        let local = model.loss(images, batch: count, gradientScale: 1 / Float(globalBatch))
+        let tail = parameters.gradients.pointer + parameters.count
+        tail[0] = Float(local.reconstruction)
+        tail[1] = Float(local.kl)
+        tail[2] = Float(local.images)
+
+        let start = monotonicSeconds()
+        communicator.allreduceSum(parameters.gradients.pointer, count: parameters.count + StepRunner.tailSlots)
+        reduceSeconds += monotonicSeconds() - start
+
+        let total = LossSums(reconstruction: Double(tail[0]), kl: Double(tail[1]), images: Int(tail[2].rounded()))
+        guard total.reconstruction.isFinite, total.kl.isFinite, allFinite(parameters.gradients.pointer, parameters.count)
+        else {
+            throw TrainingError("step \(step): loss or gradient is not finite (reconstruction \(total.reconstruction), "
+                                + "KL \(total.kl)); stopped before updating the parameters. Try a lower --lr.")
+        }
+        optimizer.update(parameters)
+        return total
+    }
+}
+
+/// True when no value is NaN or ±infinity: their sum is finite exactly then (barring an overflow of
+/// finite values, which is as much a failure). 16 running sums keep the loop vectorised.
+func allFinite(_ values: UnsafePointer<Float>, _ count: Int) -> Bool {
+    var sums = SIMD16<Float>(repeating: 0)
+    var i = 0
+    while i + 16 <= count {
+        sums += UnsafeRawPointer(values + i).loadUnaligned(as: SIMD16<Float>.self)
+        i += 16
+    }
+    var total = sums.sum()
+    while i < count {
+        total += values[i]
+        i += 1
+    }
+    return total.isFinite
+}
