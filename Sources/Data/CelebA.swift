@@ -133,7 +133,8 @@ struct FieldLines {
 
     init(path: String) throws {
         var bytes = [UInt8]()
-        bytes.removeLast(bytes.count - (try readFile(path, into: &bytes)))
+        let size = try readFile(path, into: &bytes)
+        bytes.removeLast(bytes.count - size)
         var lines = [(number: Int, fields: [Range<Int>])]()
         var fields = [Range<Int>]()
         var fieldStart: Int?

@@ -16,18 +16,18 @@ final class TemporaryDirectory {
     func file(_ name: String) -> String { path + "/" + name }
 }
 
-/// The CelebA sample: $CELEBA_DIR, or ../shared/celeba-sample beside the package.
-let celebASample: String? = {
-    let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    let directory = ProcessInfo.processInfo.environment["CELEBA_DIR"]
-        ?? packageRoot.appendingPathComponent("../shared/celeba-sample").standardizedFileURL.path
-    guard FileManager.default.fileExists(atPath: directory + "/list_attr_celeba.txt") else {
-        print("CelebA sample not found at \(directory) (set CELEBA_DIR): skipping the CelebA tests")
-        return nil
-    }
-    return directory
-}()
+/// Where the CelebA sample should be: $CELEBA_DIR, or ../shared/celeba-sample beside the package.
+let celebASampleDirectory = ProcessInfo.processInfo.environment["CELEBA_DIR"]
+    ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("../shared/celeba-sample").standardizedFileURL.path
+
+/// The CelebA sample directory, or nil when it is absent.
+let celebASample: String? = FileManager.default.fileExists(atPath: celebASampleDirectory + "/list_attr_celeba.txt")
+    ? celebASampleDirectory : nil
+
+/// Skips a test, saying why, when the CelebA sample is absent.
+let needsCelebASample = Testing.ConditionTrait.enabled(
+    if: celebASample != nil, "CelebA sample not found at \(celebASampleDirectory): set CELEBA_DIR to run this test")
 
 /// Writes a small synthetic dataset file and returns its path.
 func writeSyntheticDataset(in directory: TemporaryDirectory, count: Int, imageSize: Int = 16,
