@@ -5,7 +5,7 @@ import VAEEngine
 /// One rank's piece of a global batch as Float32 values in [0, 1], NHWC.
 public struct Batch {
     /// count x imageSize x imageSize x channels values, valid until the next call to `next()`.
-    public let pixels: UnsafePointer<Float>
+    public let images: UnsafePointer<Float>
     public let count: Int
     /// Where this piece starts in the global batch.
     public let offsetInGlobalBatch: Int
@@ -15,39 +15,42 @@ public struct Batch {
     public let indices: ArraySlice<Int32>
 }
 
-/// Delivers this rank's pieces of the global batches, epoch after epoch, following EpochPlan. A
-/// background thread converts the next piece while the caller computes on the current one, in two
-/// buffers allocated once; `waitSeconds` says how long the caller still had to wait.
+/// Delivers this rank's pieces of the global batches of a range of training steps, following
+/// EpochPlan: global step s is step s % stepsPerEpoch of epoch s / stepsPerEpoch. A background thread
+/// converts the next piece while the caller computes on the current one, in two buffers allocated
+/// once; `waitSeconds` says how long the caller still had to wait.
 public final class BatchLoader {
     public let stepsPerEpoch: Int
+    public let steps: Range<Int>
     /// Total time `next()` spent waiting for the background thread.
     public private(set) var waitSeconds = 0.0
     private let pipeline: Pipeline
     private var delivered = 0
     private var stopped = false
 
-    /// Starts at (`epoch`, `step`), so that a resumed run continues with the batch it would have seen.
+    /// `steps` are global step numbers: a resumed run passes the steps it has left. The caller checks
+    /// that there is at least one batch of training images.
     public init(dataset: Dataset, trainingIndices: [Int32], batchSize: Int, seed: UInt64, rank: Int, ranks: Int,
-                epoch: Int = 0, step: Int = 0) throws {
-        guard batchSize > 0, trainingIndices.count >= batchSize else {
-            throw DataError.invalidSetting("batch size \(batchSize) needs at least as many training images, "
-                + "\(dataset.path) has \(trainingIndices.count)")
-        }
+                steps: Range<Int>) {
+        precondition(batchSize > 0 && trainingIndices.count >= batchSize,
+                     "batch size \(batchSize) needs at least as many training images, there are \(trainingIndices.count)")
         stepsPerEpoch = trainingIndices.count / batchSize
-        precondition(step >= 0 && step < stepsPerEpoch, "start step \(step) outside 0..<\(stepsPerEpoch)")
+        self.steps = steps
         pipeline = Pipeline(dataset: dataset, trainingIndices: trainingIndices, batchSize: batchSize, seed: seed,
                             rank: rank, ranks: ranks)
         let pipeline = self.pipeline
-        let thread = Thread { pipeline.run(firstEpoch: epoch, firstStep: step) }
+        let thread = Thread { pipeline.run(steps: steps) }
         thread.name = "batch loader"
         thread.start()
     }
 
     deinit { stop() }
 
-    /// The next piece. The previous batch's pixels are handed back to the background thread.
+    /// The piece of the next step of the range. The previous batch's buffer goes back to the
+    /// background thread.
     public func next() -> Batch {
         precondition(!stopped, "BatchLoader.next called after stop")
+        precondition(delivered < steps.count, "BatchLoader.next called after the last step, \(steps.upperBound - 1)")
         if delivered > 0 { pipeline.free.signal() }
         let started = monotonicSeconds()
         pipeline.filled.wait()
@@ -102,26 +105,24 @@ private final class Pipeline: @unchecked Sendable {
         free.signal()
     }
 
-    func run(firstEpoch: Int, firstStep: Int) {
-        var plan = EpochPlan(trainingIndices: trainingIndices, batchSize: batchSize, seed: seed, epoch: firstEpoch)
-        var step = firstStep
-        var produced = 0
-        while true {
+    func run(steps: Range<Int>) {
+        let stepsPerEpoch = trainingIndices.count / batchSize
+        var plan = EpochPlan(trainingIndices: trainingIndices, batchSize: batchSize, seed: seed,
+                             epoch: steps.lowerBound / stepsPerEpoch)
+        for (produced, globalStep) in steps.enumerated() {
             free.wait()
             if stopLock.withLock({ stopRequested }) { break }
-            if step == plan.stepsPerEpoch {
-                plan = EpochPlan(trainingIndices: trainingIndices, batchSize: batchSize, seed: seed, epoch: plan.epoch + 1)
-                step = 0
+            let epoch = globalStep / stepsPerEpoch, step = globalStep % stepsPerEpoch
+            if epoch != plan.epoch {
+                plan = EpochPlan(trainingIndices: trainingIndices, batchSize: batchSize, seed: seed, epoch: epoch)
             }
             let piece = plan.piece(step: step, rank: rank, ranks: ranks)
             let buffer = buffers[produced % 2].pointer
             dataset.loadFloats(piece.indices, into: buffer)
-            slots[produced % 2] = Batch(pixels: buffer, count: piece.indices.count,
-                                        offsetInGlobalBatch: piece.offsetInGlobalBatch, epoch: plan.epoch, step: step,
+            slots[produced % 2] = Batch(images: buffer, count: piece.indices.count,
+                                        offsetInGlobalBatch: piece.offsetInGlobalBatch, epoch: epoch, step: step,
                                         indices: piece.indices)
             filled.signal()
-            produced += 1
-            step += 1
         }
         finished.signal()
     }

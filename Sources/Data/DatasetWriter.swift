@@ -19,7 +19,9 @@ public final class DatasetWriter {
     public init(path: String, imageSize: Int, channels: Int, attributeNames: [String], provenance: Provenance) throws {
         self.path = path
         temporaryPath = path + ".partial-\(getpid())"
-        let text = try JSONEncoder().encode(DatasetText(attributeNames: attributeNames, provenance: provenance))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys  // the same dataset gives the same bytes, run after run
+        let text = try encoder.encode(DatasetText(attributeNames: attributeNames, provenance: provenance))
         header = DatasetHeader(imageSize: imageSize, channels: channels, attributeCount: attributeNames.count,
                                count: 0, textBytes: text.count, checksum: 0)
         record = [UInt8](repeating: 0, count: header.recordBytes)

@@ -137,7 +137,9 @@ private struct Face {
         let faceCover = cover(ellipse(p, centre, radii))
         colour = mix(colour, skin, faceCover)
 
-        // On the face: beard shadow, fringe, eyebrows, eyes, glasses, mouth.
+        // On the face: beard shadow, fringe, eyebrows, eyes, glasses, mouth. All of them lie inside
+        // the face, so the four fifths of the image outside it skip their distance computations.
+        guard faceCover > 0 else { return colour }
         if male {
             let jaw = smoothstep(centre.y + radii.y * 0.2, centre.y + radii.y * 0.6, p.y)
             colour = mix(colour, mix(skin, hair, 0.5), faceCover * jaw * beardStrength)
