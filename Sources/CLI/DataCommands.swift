@@ -19,8 +19,8 @@ struct Prepare: ParsableCommand {
             --skip-bad such images are skipped, counted and listed instead.
 
             Example:
-              vae prepare --celeba ~/data/celeba --out celeba64.vaeds
-              vae prepare --celeba ~/data/celeba --out valid.vaeds --partition valid --limit 1000
+              vae prepare --celeba ~/celeba --out celeba64.vaeds
+              vae prepare --celeba ~/celeba --out valid.vaeds --partition valid --limit 500
             """)
 
     @Option(name: .customLong("celeba"), help: ArgumentHelp("The CelebA directory.", valueName: "DIR"))
@@ -42,17 +42,18 @@ struct Prepare: ParsableCommand {
     var skipBad = false
 
     @Option(help: ArgumentHelp("Decoding threads (default: all cores).", valueName: "N"))
-    var threads = ProcessInfo.processInfo.activeProcessorCount
+    var threads: Int?
 
     func validate() throws {
         guard partition == "all" || Partition(name: partition) != nil else {
             throw ValidationError("--partition \(partition): expected train, valid, test or all")
         }
         if let limit, limit <= 0 { throw ValidationError("--limit \(limit): expected a positive number of images") }
-        guard threads > 0 else { throw ValidationError("--threads \(threads): expected at least 1") }
+        if let threads, threads <= 0 { throw ValidationError("--threads \(threads): expected at least 1") }
     }
 
     func run() throws {
+        let threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
         let options = PreparationOptions(
             celebaDirectory: celebaDirectory, outputPath: outputPath, crop: try CropBox(parsing: crop),
             partition: partition == "all" ? nil : Partition(name: partition), limit: limit,
@@ -152,10 +153,10 @@ struct Synth: ParsableCommand {
     @Option(name: .customLong("out"), help: ArgumentHelp("The dataset file to write.", valueName: "FILE"))
     var outputPath: String
 
-    @Option(help: "Random seed: the same seed gives the same faces.")
+    @Option(help: ArgumentHelp("Random seed: the same seed gives the same faces.", valueName: "S"))
     var seed: UInt64 = 1
 
-    @Option(help: "Image side in pixels.")
+    @Option(help: ArgumentHelp("Image side in pixels.", valueName: "PIXELS"))
     var size = 64
 
     func validate() throws {

@@ -176,13 +176,8 @@ struct FieldLines {
 /// Reads a whole file into `buffer`, growing it when needed (so one buffer serves many files);
 /// returns the number of bytes read.
 func readFile(_ path: String, into buffer: inout [UInt8]) throws(DataError) -> Int {
-    let fd = open(path, O_RDONLY)
-    guard fd >= 0 else { throw DataError.unreadable(path: path, reason: systemError()) }
+    let (fd, size) = try openRegularFile(path)
     defer { close(fd) }
-    var status = stat()
-    guard fstat(fd, &status) == 0 else { throw DataError.unreadable(path: path, reason: systemError()) }
-    guard status.st_mode & S_IFMT == S_IFREG else { throw DataError.unreadable(path: path, reason: "not a regular file") }
-    let size = Int(status.st_size)
     if buffer.count < size { buffer = [UInt8](repeating: 0, count: size) }
     var done = 0
     while done < size {

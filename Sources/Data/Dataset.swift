@@ -76,6 +76,23 @@ func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
 /// The system's message for the current errno.
 func systemError() -> String { String(cString: strerror(errno)) }
 
+/// Opens a regular file for reading; returns its descriptor, which the caller closes, and its size.
+func openRegularFile(_ path: String) throws(DataError) -> (fd: Int32, bytes: Int) {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { throw DataError.unreadable(path: path, reason: systemError()) }
+    var status = stat()
+    guard fstat(fd, &status) == 0 else {
+        let reason = systemError()
+        close(fd)
+        throw DataError.unreadable(path: path, reason: reason)
+    }
+    guard status.st_mode & S_IFMT == S_IFREG else {
+        close(fd)
+        throw DataError.unreadable(path: path, reason: "not a regular file")
+    }
+    return (fd, Int(status.st_size))
+}
+
 /// Where the images came from and how they were made; stored in the file so that it explains itself.
 public struct Provenance: Codable, Sendable, Equatable {
     /// "CelebA at DIR" or "synthetic faces, seed S".
@@ -140,13 +157,13 @@ struct DatasetHeader: Equatable {
         bytes += [UInt8](repeating: 0, count: DatasetHeader.bytes - bytes.count)
         return bytes
     }
+}
 
-    /// Parses and checks the fixed header of a file of `fileBytes` bytes.
+// Decoding lives in an extension so that the struct keeps its memberwise initializer.
+extension DatasetHeader {
+    /// Parses and checks the fixed header of a whole file of `fileBytes` (at least 64) bytes.
     init(decoding raw: UnsafeRawBufferPointer, fileBytes: Int, path: String) throws {
         func fail(_ problem: String) -> DataError { .badDataset(path: path, problem: problem) }
-        guard fileBytes >= DatasetHeader.bytes else {
-            throw fail("only \(fileBytes) bytes, too short to be a dataset file (run `vae prepare` or `vae synth`)")
-        }
         guard Array(raw[0..<8]) == DatasetHeader.magic else {
             throw fail("not a dataset file (no VAEDATA magic); make one with `vae prepare` or `vae synth`")
         }
@@ -175,15 +192,6 @@ struct DatasetHeader: Equatable {
             throw fail("\(problem): \(fileBytes) bytes, expected \(self.fileBytes) for \(count) images")
         }
     }
-
-    init(imageSize: Int, channels: Int, attributeCount: Int, count: Int, textBytes: Int, checksum: UInt64) {
-        self.imageSize = imageSize
-        self.channels = channels
-        self.attributeCount = attributeCount
-        self.count = count
-        self.textBytes = textBytes
-        self.checksum = checksum
-    }
 }
 
 /// The JSON text after the fixed header.
@@ -211,17 +219,12 @@ public final class Dataset: @unchecked Sendable {
     /// a second for full CelebA; under MPI one rank verifies and shares the result.
     public init(path: String, verifyChecksum: Bool) throws {
         self.path = path
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw DataError.unreadable(path: path, reason: systemError()) }
+        let (fd, fileBytes) = try openRegularFile(path)
         defer { close(fd) }
-        var status = stat()
-        guard fstat(fd, &status) == 0 else { throw DataError.unreadable(path: path, reason: systemError()) }
-        guard status.st_mode & S_IFMT == S_IFREG else {
-            throw DataError.badDataset(path: path, problem: "not a regular file")
-        }
-        fileBytes = Int(status.st_size)
-        guard fileBytes > 0 else {
-            throw DataError.badDataset(path: path, problem: "empty file, not a dataset (run `vae prepare` or `vae synth`)")
+        self.fileBytes = fileBytes
+        guard fileBytes >= DatasetHeader.bytes else {
+            throw DataError.badDataset(path: path, problem: "only \(fileBytes) bytes, too short to be a dataset file "
+                + "(make one with `vae prepare` or `vae synth`)")
         }
         guard let mapped = mmap(nil, fileBytes, PROT_READ, MAP_SHARED, fd, 0), mapped != MAP_FAILED else {
             throw DataError.unreadable(path: path, reason: "mmap failed: \(systemError())")

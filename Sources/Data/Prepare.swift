@@ -46,14 +46,14 @@ public final class JPEGDecoder {
 public struct PreparationOptions: Sendable {
     public var celebaDirectory: String
     public var outputPath: String
-    public var crop = CropBox.celebA
-    public var imageSize = 64
+    public var crop: CropBox
+    public var imageSize: Int
     /// nil keeps all partitions.
     public var partition: Partition?
     /// Keep only the first `limit` selected images.
     public var limit: Int?
-    public var skipBad = false
-    public var threads = ProcessInfo.processInfo.activeProcessorCount
+    public var skipBad: Bool
+    public var threads: Int
 
     public init(celebaDirectory: String, outputPath: String, crop: CropBox = .celebA, imageSize: Int = 64,
                 partition: Partition? = nil, limit: Int? = nil, skipBad: Bool = false,
