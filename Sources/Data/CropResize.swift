@@ -87,52 +87,48 @@ public final class CropResizer {
     private var sourceSize = (width: 0, height: 0)
     private var rows = AxisWeights(start: 0, length: 1, outputs: 1, sourceLength: 1)
     private var columns = AxisWeights(start: 0, length: 1, outputs: 1, sourceLength: 1)
-    /// One output row after the vertical pass, over the source columns the crop covers.
-    private var blendedRow = [Float]()
+    /// One output row after the vertical pass: width x 3 values, of which the crop's columns are used.
+    private var blendedRow = UnsafeMutablePointer<Float>.allocate(capacity: 0)
 
     public init(crop: CropBox, outputSize: Int) {
         self.crop = crop
         self.outputSize = outputSize
     }
 
+    deinit { blendedRow.deallocate() }
+
     private func prepare(width: Int, height: Int) {
         let region = crop.region(width: width, height: height)
         rows = AxisWeights(start: region.y, length: region.side, outputs: outputSize, sourceLength: height)
         columns = AxisWeights(start: region.x, length: region.side, outputs: outputSize, sourceLength: width)
-        blendedRow = [Float](repeating: 0, count: width * 3)
+        blendedRow.deallocate()
+        blendedRow = UnsafeMutablePointer<Float>.allocate(capacity: width * 3)
         sourceSize = (width, height)
     }
 
     /// `rgb` holds width x height x 3 bytes; `output` receives outputSize x outputSize x 3 bytes.
     public func resize(rgb: UnsafePointer<UInt8>, width: Int, height: Int, into output: UnsafeMutablePointer<UInt8>) {
         if sourceSize != (width, height) { prepare(width: width, height: height) }
-        let firstColumn = columns.first[0]
-        let lastColumn = columns.first[outputSize - 1] + columns.count[outputSize - 1]
-        let n = outputSize
-        rows.weights.withUnsafeBufferPointer { rowWeights in
-        columns.weights.withUnsafeBufferPointer { columnWeights in
-        blendedRow.withUnsafeMutableBufferPointer { blended in
-            for j in 0..<n {
-                // Vertical pass: blend the source rows under output row j.
-                for v in (firstColumn * 3)..<(lastColumn * 3) { blended[v] = 0 }
-                for t in 0..<rows.count[j] {
-                    let weight = rowWeights[j * rows.taps + t]
-                    let source = rgb + (rows.first[j] + t) * width * 3
-                    for v in (firstColumn * 3)..<(lastColumn * 3) { blended[v] += weight * Float(source[v]) }
-                }
-                // Horizontal pass: blend the columns under each output pixel, then round.
-                for i in 0..<n {
-                    var sum = SIMD3<Float>(repeating: 0)
-                    for t in 0..<columns.count[i] {
-                        let v = (columns.first[i] + t) * 3
-                        sum += columnWeights[i * columns.taps + t] * SIMD3(blended[v], blended[v + 1], blended[v + 2])
-                    }
-                    let out = output + (j * n + i) * 3
-                    for c in 0..<3 { out[c] = UInt8(min(sum[c] + 0.5, 255)) }
-                }
+        let n = outputSize, rows = rows, columns = columns, blended = blendedRow
+        let cropValues = (columns.first[0] * 3)..<((columns.first[n - 1] + columns.count[n - 1]) * 3)
+        for j in 0..<n {
+            // Vertical pass: blend the source rows under output row j.
+            for v in cropValues { blended[v] = 0 }
+            for t in 0..<rows.count[j] {
+                let weight = rows.weights[j * rows.taps + t]
+                let source = rgb + (rows.first[j] + t) * width * 3
+                for v in cropValues { blended[v] += weight * Float(source[v]) }
             }
-        }
-        }
+            // Horizontal pass: blend the columns under each output pixel, then round.
+            for i in 0..<n {
+                var sum = SIMD3<Float>(repeating: 0)
+                for t in 0..<columns.count[i] {
+                    let v = (columns.first[i] + t) * 3
+                    sum += columns.weights[i * columns.taps + t] * SIMD3(blended[v], blended[v + 1], blended[v + 2])
+                }
+                let out = output + (j * n + i) * 3
+                for c in 0..<3 { out[c] = UInt8(min(sum[c] + 0.5, 255)) }
+            }
         }
     }
 }
