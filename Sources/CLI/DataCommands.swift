@@ -65,7 +65,7 @@ struct Prepare: ParsableCommand {
                 FileHandle.standardError.write(Data("prepared \(done) of \(total) images\n".utf8))
             }
         }
-        for (file, problem) in report.skipped { print("skipped \(file): \(problem)") }
+        for skipped in report.skipped { print("skipped \(skipped.problem)") }
         let perPartition = Partition.allCases.map { "\($0.name) \(report.counts[$0, default: 0])" }
         print("wrote \(report.written) images to \(outputPath) (\(perPartition.joined(separator: ", ")))"
             + (report.skipped.isEmpty ? "" : ", skipped \(report.skipped.count) bad images"))

@@ -28,12 +28,8 @@ public struct CelebAAnnotations: Sendable {
     public let entries: [CelebAEntry]
 
     public init(directory: String) throws {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw DataError.unreadable(path: directory, reason: "no such directory (expected CelebA's "
-                + "\(CelebAAnnotations.imageDirectory)/, \(CelebAAnnotations.attributeFile) and "
-                + "\(CelebAAnnotations.partitionFile))")
-        }
+        try requireDirectory(directory, holding: "CelebA's \(CelebAAnnotations.imageDirectory)/, "
+            + "\(CelebAAnnotations.attributeFile) and \(CelebAAnnotations.partitionFile)")
         let attributes = try FieldLines(path: directory + "/" + CelebAAnnotations.attributeFile)
         let partitions = try FieldLines(path: directory + "/" + CelebAAnnotations.partitionFile)
         let partitionOf = try CelebAAnnotations.parsePartitions(partitions)
@@ -170,6 +166,14 @@ struct FieldLines {
             throw error(line: line, "expected an image file name such as 000001.jpg, found '\(fileName)'")
         }
         return number
+    }
+}
+
+/// Throws unless `path` is a directory; `expected` says what it should hold.
+func requireDirectory(_ path: String, holding expected: String) throws(DataError) {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+        throw .unreadable(path: path, reason: "no such directory (expected \(expected))")
     }
 }
 

@@ -72,7 +72,7 @@ public struct PreparationOptions: Sendable {
 public struct PreparationReport: Sendable {
     public var written = 0
     public var counts = [Partition: Int]()
-    /// File name and problem of each image skipped with skipBad.
+    /// File name and problem (a line naming the path) of each image skipped with skipBad.
     public var skipped = [(file: String, problem: String)]()
     public var seconds = 0.0
 }
@@ -84,16 +84,16 @@ public func prepareCelebA(_ options: PreparationOptions,
     let started = monotonicSeconds()
     let annotations = try CelebAAnnotations(directory: options.celebaDirectory)
     let imageDirectory = options.celebaDirectory + "/" + CelebAAnnotations.imageDirectory
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: imageDirectory, isDirectory: &isDirectory), isDirectory.boolValue else {
-        throw DataError.unreadable(path: imageDirectory, reason: "no such directory (CelebA's aligned JPEGs)")
-    }
+    try requireDirectory(imageDirectory, holding: "CelebA's aligned JPEGs")
     let selected = Array(annotations.entries.filter { options.partition == nil || $0.partition == options.partition }
         .prefix(options.limit ?? Int.max))
+    let selection = "partition \(options.partition?.name ?? "all"), limit \(options.limit.map(String.init) ?? "none")"
+    guard !selected.isEmpty else {
+        throw DataError.invalidSetting("\(options.celebaDirectory): no images selected (\(selection))")
+    }
 
-    let provenance = Provenance(
-        source: "CelebA at \(options.celebaDirectory)", crop: options.crop, resize: "exact area average",
-        selection: "partition \(options.partition?.name ?? "all"), limit \(options.limit.map(String.init) ?? "none")")
+    let provenance = Provenance(source: "CelebA at \(options.celebaDirectory)", crop: options.crop,
+                                resize: "exact area average", selection: selection)
     let writer = try DatasetWriter(path: options.outputPath, imageSize: options.imageSize, channels: 3,
                                    attributeNames: annotations.attributeNames, provenance: provenance)
 

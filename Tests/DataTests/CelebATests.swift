@@ -164,6 +164,13 @@ private func miniCelebA(from sample: String, count: Int, in directory: Temporary
     let dataset = try Dataset(path: output, verifyChecksum: true)
     #expect(dataset.indices(in: .valid).count == 5)
     #expect(dataset.provenance.selection == "partition valid, limit 5")
+
+    // The first six images are all training images.
+    let root = try miniCelebA(from: sample, count: 6, in: directory)
+    let error = expectDataError {
+        _ = try prepareCelebA(PreparationOptions(celebaDirectory: root, outputPath: output, partition: .test))
+    }
+    #expect(error == .invalidSetting("\(root): no images selected (partition test, limit none)"))
 }
 
 @Test(needsCelebASample) func badAnnotationFilesGiveOneClearError() throws {
