@@ -14,5 +14,5 @@ struct VAECommand: ParsableCommand {
 
             Run 'vae help <command>' for each command's options.
             """,
-        subcommands: [Bench.self])
+        subcommands: [Synth.self, Prepare.self, Inspect.self, Train.self, Bench.self])
 }

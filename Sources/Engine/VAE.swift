@@ -154,14 +154,14 @@ public final class VAE {
                                dmu: gradientScale == nil ? nil : dmu.pointer,
                                dlogvar: gradientScale == nil ? nil : dlogvar.pointer,
                                scale: scale, beta: config.beta, batch: batch, latent: config.latent)
-        if gradientScale != nil { backward(batch: batch) }
+        if gradientScale != nil { backward(x, batch: batch) }
         return LossSums(reconstruction: reconstructionSum, kl: klSum, images: batch)
     }
 
     // MARK: Backward
 
     /// From dx̂, dmu and dlogvar (written by the loss) down to every parameter gradient.
-    private func backward(batch: Int) {
+    private func backward(_ x: UnsafePointer<Float>, batch: Int) {
         let last = decoder.count - 1
         Sigmoid.backward(output: decoderOutputs[last].pointer, decoderGradients[last].pointer,
                          count: batch * decoder[last].outputSize)
@@ -170,8 +170,7 @@ public final class VAE {
                 ? (denseOutputs[denseOutputs.count - 1], denseGradients[denseGradients.count - 1])
                 : (decoderOutputs[i - 1], decoderGradients[i - 1])
             decoder[i].backward(input.pointer, decoderGradients[i].pointer, inputGradient.pointer, batch: batch)
-            ReLU.backward(output: input.pointer, inputGradient.pointer, count: batch * decoder[i].inChannels
-                          * decoder[i].geometry.smallHeight * decoder[i].geometry.smallWidth)
+            ReLU.backward(output: input.pointer, inputGradient.pointer, count: batch * decoder[i].inputSize)
         }
         for i in stride(from: decoderDense.count - 1, through: 0, by: -1) {
             let (input, inputGradient) = i == 0 ? (z, dz) : (denseOutputs[i - 1], denseGradients[i - 1])
@@ -184,7 +183,8 @@ public final class VAE {
         logvarHead.backward(features.pointer, dlogvar.pointer, featureGradient.pointer, accumulate: true, batch: batch)
         for i in stride(from: encoder.count - 1, through: 0, by: -1) {
             ReLU.backward(output: encoderOutputs[i].pointer, encoderGradients[i].pointer, count: batch * encoder[i].outputSize)
-            encoder[i].backward(encoderGradients[i].pointer, i == 0 ? nil : encoderGradients[i - 1].pointer, batch: batch)
+            encoder[i].backward(i == 0 ? x : UnsafePointer(encoderOutputs[i - 1].pointer), encoderGradients[i].pointer,
+                                i == 0 ? nil : encoderGradients[i - 1].pointer, batch: batch)
         }
     }
 }

@@ -3,7 +3,40 @@ import VAEEngine
 
 public struct TrainingError: Error, CustomStringConvertible {
     public let description: String
-    public init(_ description: String) { self.description = description }
+    /// Every rank raises this same error (a NaN, diverged parameters, another rank's failure):
+    /// rank 0 reports it, the others stay quiet.
+    public let isCollective: Bool
+
+    public init(_ description: String, collective: Bool = false) {
+        self.description = description
+        isCollective = collective
+    }
+}
+
+/// Runs `body` on every rank, then agrees on the outcome in one collective call. If any rank
+/// failed, every rank throws (the failed ones their own error, the others a collective error
+/// naming them), so that no rank waits forever in a collective the failed ones will never join.
+public func collectively<T>(_ communicator: Communicator, _ body: () throws -> T) throws -> T {
+    let result = Result { try body() }
+    let failures = communicator.allgather(result.isFailure ? 1 : 0)
+    if case .failure(let error) = result { throw AgreedFailure(error: error) }
+    let failed = failures.indices.filter { failures[$0] != 0 }
+    guard failed.isEmpty else {
+        throw TrainingError("rank \(failed.map(String.init).joined(separator: ", ")) failed (see its error); stopping",
+                            collective: true)
+    }
+    return try result.get()
+}
+
+/// This rank's own error, which every other rank has learned of in `collectively`: the job can
+/// stop cleanly, without aborting the others.
+public struct AgreedFailure: Error, CustomStringConvertible {
+    public let error: Error
+    public var description: String { "\(error)" }
+}
+
+extension Result {
+    var isFailure: Bool { if case .failure = self { true } else { false } }
 }
 
 /// One data-parallel optimisation step, the same on every rank:
@@ -54,7 +87,8 @@ public final class StepRunner {
         guard total.reconstruction.isFinite, total.kl.isFinite, allFinite(parameters.gradients.pointer, parameters.count)
         else {
             throw TrainingError("step \(step): loss or gradient is not finite (reconstruction \(total.reconstruction), "
-                                + "KL \(total.kl)); stopped before updating the parameters. Try a lower --lr.")
+                                + "KL \(total.kl)); stopped before updating the parameters. Try a lower --lr.",
+                                collective: true)
         }
         optimizer.update(parameters)
         return total

@@ -16,13 +16,15 @@ func dot(_ a: [Double], _ b: [Double]) -> Double { zip(a, b).map { $0 * $1 }.red
 /// Each layer's backward against central differences of J = Σ y ⊙ w, computed in Float64 on the
 /// reference implementation; each forward against the direct-loop reference.
 @Suite struct LayerTests {
-    let n = 2
+    /// Three images, processed one per GEMM (a 1-byte patch budget), so that chunking is exercised.
+    let n = 3
 
     @Test func conv2DForwardAndBackward() {
         // [2, 6, 6, 3] → [2, 3, 3, 4]: odd output sides exercise both padded borders.
         let (h, w, ci, co) = (6, 6, 3, 4)
         let store = ParameterStore()
-        let conv = Conv2D(name: "c", height: h, width: w, inChannels: ci, outChannels: co, maxBatch: n, parameters: store)
+        let conv = Conv2D(name: "c", height: h, width: w, inChannels: ci, outChannels: co, maxBatch: n, parameters: store,
+                          patchBudget: 1)
         store.allocate()
         let x = randomValues(n * h * w * ci, seed: 1)
         let k = randomValues(16 * ci * co, seed: 2), b = randomValues(co, seed: 3)
@@ -37,7 +39,7 @@ func dot(_ a: [Double], _ b: [Double]) -> Double { zip(a, b).map { $0 * $1 }.red
         let expected = Reference.conv(x, n: n, h: h, w: w, ci: ci, k, b, co: co)
         #expect(relativeError(read(y.pointer, ySize), expected) < 1e-5)
 
-        conv.backward(dy.pointer, dx.pointer, batch: n)
+        conv.backward(xBuffer.pointer, dy.pointer, dx.pointer, batch: n)
         func objective(_ x: [Double], _ k: [Double], _ b: [Double]) -> Double {
             dot(Reference.conv(x, n: n, h: h, w: w, ci: ci, k, b, co: co), weights)
         }
@@ -54,7 +56,7 @@ func dot(_ a: [Double], _ b: [Double]) -> Double { zip(a, b).map { $0 * $1 }.red
         let (h, w, ci, co) = (3, 3, 4, 3)
         let store = ParameterStore()
         let deconv = ConvTranspose2D(name: "d", height: h, width: w, inChannels: ci, outChannels: co, maxBatch: n,
-                                     parameters: store)
+                                     parameters: store, patchBudget: 1)
         store.allocate()
         let x = randomValues(n * h * w * ci, seed: 5)
         let k = randomValues(16 * ci * co, seed: 6), b = randomValues(co, seed: 7)

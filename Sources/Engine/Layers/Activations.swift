@@ -14,7 +14,8 @@ public enum ReLU {
     }
 
     public static func backward(output y: UnsafePointer<Float>, _ gradient: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count where y[i] <= 0 { gradient[i] = 0 }
+        // A select, not a branch, so that the loop vectorises.
+        for i in 0..<count { gradient[i] = y[i] > 0 ? gradient[i] : 0 }
     }
 }
 

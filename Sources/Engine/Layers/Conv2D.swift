@@ -1,28 +1,31 @@
 /// Convolution, 4x4 kernel, stride 2, padding 1:  x [N, H, W, Cin] → y [N, H/2, W/2, Cout].
 ///
-/// One GEMM over the whole batch:
-///   columns [N·H/2·W/2, 16·Cin] = im2col(x)
+/// im2col + GEMM, a few images at a time so that the patch matrix stays in cache between
+/// being written and being read by the GEMM:
+///   columns [n·H/2·W/2, 16·Cin] = im2col(x)
 ///   y = columns · K + b                    K: [4, 4, Cin, Cout] viewed as [16·Cin, Cout]
-/// Backward, given dy:
-///   dK = columnsᵀ · dy,   db = Σ_rows dy,   dx = col2im(dy · Kᵀ)
+/// Backward, given dy (the patches are rebuilt from x rather than kept from forward):
+///   dK = Σ columnsᵀ · dy,   db = Σ_rows dy,   dx = col2im(dy · Kᵀ)
 public final class Conv2D {
     let geometry: PatchGeometry
     public let inChannels: Int, outChannels: Int
     public let kernel: Parameter, bias: Parameter
-    /// The patches of the last forward input, kept for dK.
-    private let columns: FloatBuffer
-    /// dy · Kᵀ before it is scattered back onto dx.
-    private let columnGradient: FloatBuffer
+    /// Images per GEMM.
+    let chunk: Int
+    /// Patches of one chunk; in backward, then dy · Kᵀ of the chunk.
+    private let columns: FloatBuffer, columnGradient: FloatBuffer
 
     public init(name: String, height: Int, width: Int, inChannels: Int, outChannels: Int,
-                maxBatch: Int, parameters: ParameterStore) {
+                maxBatch: Int, parameters: ParameterStore,
+                patchBudget: Int = PatchGeometry.cacheBudget) {
         geometry = PatchGeometry(largeHeight: height, largeWidth: width, channels: inChannels)
         self.inChannels = inChannels
         self.outChannels = outChannels
         kernel = parameters.kernel("\(name)/kernel", shape: [4, 4, inChannels, outChannels],
                                    fanIn: 16 * inChannels, fanOut: 16 * outChannels)
         bias = parameters.bias("\(name)/bias", count: outChannels)
-        let rows = maxBatch * geometry.smallHeight * geometry.smallWidth
+        chunk = geometry.imagesPerChunk(maxBatch: maxBatch, budget: patchBudget)
+        let rows = chunk * geometry.smallHeight * geometry.smallWidth
         columns = FloatBuffer(count: rows * geometry.patchSize)
         columnGradient = FloatBuffer(count: rows * geometry.patchSize)
     }
@@ -30,27 +33,37 @@ public final class Conv2D {
     public var outputHeight: Int { geometry.smallHeight }
     public var outputWidth: Int { geometry.smallWidth }
     public var outputSize: Int { outputHeight * outputWidth * outChannels }
+    private var outputPixels: Int { outputHeight * outputWidth }
     /// Multiply-adds ×2 of the forward GEMM, per image.
-    public var forwardFLOPs: Int { 2 * outputHeight * outputWidth * geometry.patchSize * outChannels }
+    public var forwardFLOPs: Int { 2 * outputPixels * geometry.patchSize * outChannels }
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int) {
-        let rows = batch * outputHeight * outputWidth
-        geometry.im2col(x, columns.pointer, batch: batch)
-        broadcastRows(bias.value, into: y, rows: rows, width: outChannels)
-        gemm(m: rows, n: outChannels, k: geometry.patchSize, columns.pointer, lda: geometry.patchSize,
-             kernel.value, ldb: outChannels, beta: 1, y, ldc: outChannels)
+        broadcastRows(bias.value, into: y, rows: batch * outputPixels, width: outChannels)
+        for first in stride(from: 0, to: batch, by: chunk) {
+            let images = min(chunk, batch - first), rows = images * outputPixels
+            geometry.im2col(x + first * geometry.largeImageSize, columns.pointer, batch: images)
+            gemm(m: rows, n: outChannels, k: geometry.patchSize, columns.pointer, lda: geometry.patchSize,
+                 kernel.value, ldb: outChannels, beta: 1, y + first * outputSize, ldc: outChannels)
+        }
     }
 
     /// Writes dK and db; writes dx unless it is nil (the first layer needs no input gradient).
-    public func backward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>?, batch: Int) {
-        let rows = batch * outputHeight * outputWidth
-        gemm(transposeA: true, m: geometry.patchSize, n: outChannels, k: rows, columns.pointer,
-             lda: geometry.patchSize, dy, ldb: outChannels, beta: 0, kernel.gradient, ldc: outChannels)
-        sumRows(dy, rows: rows, width: outChannels, into: bias.gradient)
-        guard let dx else { return }
-        gemm(transposeB: true, m: rows, n: geometry.patchSize, k: outChannels, dy, lda: outChannels,
-             kernel.value, ldb: outChannels, beta: 0, columnGradient.pointer, ldc: geometry.patchSize)
-        dx.update(repeating: 0, count: batch * geometry.largeImageSize)
-        geometry.col2im(columnGradient.pointer, dx, batch: batch)
+    public func backward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>?,
+                         batch: Int) {
+        sumRows(dy, rows: batch * outputPixels, width: outChannels, into: bias.gradient)
+        for first in stride(from: 0, to: batch, by: chunk) {
+            let images = min(chunk, batch - first), rows = images * outputPixels
+            let dyChunk = dy + first * outputSize
+            geometry.im2col(x + first * geometry.largeImageSize, columns.pointer, batch: images)
+            gemm(transposeA: true, m: geometry.patchSize, n: outChannels, k: rows, columns.pointer,
+                 lda: geometry.patchSize, dyChunk, ldb: outChannels, beta: first == 0 ? 0 : 1,
+                 kernel.gradient, ldc: outChannels)
+            guard let dx else { continue }
+            gemm(transposeB: true, m: rows, n: geometry.patchSize, k: outChannels, dyChunk, lda: outChannels,
+                 kernel.value, ldb: outChannels, beta: 0, columnGradient.pointer, ldc: geometry.patchSize)
+            let dxChunk = dx + first * geometry.largeImageSize
+            dxChunk.update(repeating: 0, count: images * geometry.largeImageSize)
+            geometry.col2im(columnGradient.pointer, dxChunk, batch: images)
+        }
     }
 }

@@ -1,0 +1,97 @@
+import ArgumentParser
+import Foundation
+import VAECluster
+import VAEEngine
+import VAETraining
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train the VAE on a dataset file, alone or as one of many MPI ranks.",
+        discussion: """
+            Run it directly for a single process, or under mpirun for data-parallel training: every
+            rank memory-maps the dataset, takes its piece of every shuffled global batch, and all
+            ranks take the same Adam step after one gradient allreduce. The trajectory does not
+            depend on the number of ranks (up to floating-point summation order).
+
+            Rank 0 writes RUN_DIR: config.json, metrics.jsonl, checkpoint.bin (each epoch) and PNG
+            grids of reconstructions and samples (each epoch). --resume continues from the checkpoint.
+
+            Examples:
+              vae train --data faces.vaeds --out runs/faces --epochs 5
+              launch/train.sh --ranks 2 -- --data celeba.vaeds --out runs/celeba
+            """)
+
+    @Option(help: ArgumentHelp("Dataset file from 'vae prepare' or 'vae synth'.", valueName: "file"))
+    var data: String
+
+    @Option(help: ArgumentHelp("Run directory for metrics, checkpoints and image grids.", valueName: "dir"))
+    var out: String
+
+    @OptionGroup var model: ModelOptions
+
+    @Option(help: "Passes over the training partition.")
+    var epochs = 15
+
+    @Option(help: "Global batch size, summed over all ranks.")
+    var batch = 64
+
+    @Option(help: "Adam learning rate.")
+    var lr: Float = 0.0005
+
+    @Option(help: "Seed for initialisation, shuffling and noise.")
+    var seed: UInt64 = 1
+
+    @Option(help: "Steps between metrics lines.")
+    var logEvery = 20
+
+    @Option(help: "Steps between checks that all ranks hold identical parameters.")
+    var checkEvery = 100
+
+    @Option(help: "Stop after this many steps in all (for smoke runs).")
+    var maxSteps: Int?
+
+    @Flag(help: "Continue the run in --out from its checkpoint.")
+    var resume = false
+
+    @Option(help: ArgumentHelp("OpenBLAS threads per rank (default: OPENBLAS_NUM_THREADS, else 1).", valueName: "n"))
+    var threads: Int?
+
+    func run() throws {
+        let communicator = Communicator()
+        defer { communicator.finish() }
+        do {
+            BLAS.threads = threads ?? ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"].flatMap(Int.init) ?? 1
+            var options = TrainingOptions(data: data, runDirectory: out)
+            options.epochs = epochs
+            options.batch = batch
+            options.learningRate = lr
+            options.seed = seed
+            options.logEvery = logEvery
+            options.checkEvery = checkEvery
+            options.maxSteps = maxSteps
+            options.resume = resume
+            _ = try Trainer(config: try model.config(), options: options, communicator: communicator).run()
+        } catch {
+            report(error, communicator: communicator)
+            communicator.finish()
+            throw ExitCode.failure
+        }
+    }
+
+    /// One line on standard error: an error every rank raised alike is reported by rank 0 alone,
+    /// a rank's own error by that rank, prefixed with its number. An error the other ranks do not
+    /// know about ends the whole job, lest they wait for this rank forever.
+    private func report(_ error: Error, communicator: Communicator) {
+        let prefix = communicator.size > 1 ? "rank \(communicator.rank): " : ""
+        let line = Data("\(prefix)error: \(error)\n".utf8)
+        switch error {
+        case let error as TrainingError where error.isCollective:
+            if communicator.isRoot { FileHandle.standardError.write(line) }
+        case is AgreedFailure:
+            FileHandle.standardError.write(line)
+        default:
+            FileHandle.standardError.write(line)
+            if communicator.size > 1 { communicator.abort(code: 1) }
+        }
+    }
+}

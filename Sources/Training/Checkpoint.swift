@@ -1,0 +1,106 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import VAEData
+import VAEEngine
+
+/// Everything needed to continue a run exactly where it stopped: the parameters, Adam's moments
+/// and step, and the position in the data.
+///
+/// File layout (little-endian):
+///   [0, 64)       magic "VAECKPT\0", version u32, 4 zero bytes, JSON length u64, parameter count u64,
+///                 XXH64 of everything after these 64 bytes u64, 24 zero bytes
+///   JSON          `CheckpointInfo`
+///   3 · count     Float32: parameters, Adam first moments, Adam second moments
+/// Written beside the target and renamed into place, so a crash never leaves half a checkpoint.
+public struct CheckpointInfo: Codable, Equatable, Sendable {
+    public var config: ModelConfig
+    /// Optimisation steps completed: the next step to run.
+    public var step: Int
+    public var seed: UInt64
+    public var batch: Int
+    public var learningRate: Float
+    /// Name and shape of every parameter, in buffer order.
+    public var parameters: [String]
+}
+
+public enum Checkpoint {
+    static let magic: [UInt8] = Array("VAECKPT\0".utf8)
+    static let version: UInt32 = 1
+    static let headerBytes = 64
+
+    public static func describe(_ store: ParameterStore) -> [String] {
+        store.parameters.map { "\($0.name) \($0.shape)" }
+    }
+
+    public static func write(_ info: CheckpointInfo, model: VAE, optimizer: Adam, to path: String) throws {
+        let json = try JSONEncoder().encode(info)
+        let count = model.parameters.count
+        var body = Data(json)
+        for buffer in [model.parameters.values, optimizer.firstMoment, optimizer.secondMoment] {
+            body.append(UnsafeBufferPointer(start: buffer.pointer, count: count))
+        }
+        let checksum = body.withUnsafeBytes { xxHash64($0) }
+        var header = magic
+        func append<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { header += $0 } }
+        append(version)
+        append(UInt32(0))
+        append(UInt64(json.count))
+        append(UInt64(count))
+        append(checksum)
+        header += [UInt8](repeating: 0, count: headerBytes - header.count)
+        try writeAtomically(Data(header) + body, to: path)
+    }
+
+    /// Reads a checkpoint into `model` and `optimizer`, which must have the checkpoint's architecture.
+    public static func read(from path: String, into model: VAE, optimizer: Adam) throws -> CheckpointInfo {
+        func fail(_ problem: String) -> TrainingError { TrainingError("\(path): \(problem)") }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw fail("cannot read the checkpoint: \(String(cString: strerror(errno)))")
+        }
+        guard data.count >= headerBytes, Array(data.prefix(8)) == magic else {
+            throw fail("not a checkpoint (too short or no VAECKPT magic)")
+        }
+        func u64(_ offset: Int) -> UInt64 {
+            data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
+        }
+        let version = data.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) }
+        guard version == Checkpoint.version else { throw fail("checkpoint version \(version), this program reads \(Checkpoint.version)") }
+        let (jsonBytes, count) = (Int(u64(16)), Int(u64(24)))
+        guard jsonBytes < data.count, count < data.count, data.count == headerBytes + jsonBytes + 3 * count * 4 else {
+            throw fail("truncated or damaged: \(data.count) bytes do not match the sizes in its header")
+        }
+        let body = data.dropFirst(headerBytes)
+        guard body.withUnsafeBytes({ xxHash64($0) }) == u64(32) else { throw fail("checksum mismatch: the file is corrupt") }
+        let info = try JSONDecoder().decode(CheckpointInfo.self, from: body.prefix(jsonBytes))
+        guard info.config == model.config, info.parameters == describe(model.parameters) else {
+            throw fail("the checkpoint's model (\(info.config.summary)) differs from this run's "
+                       + "(\(model.config.summary)); use the same architecture flags or another --out")
+        }
+        body.dropFirst(jsonBytes).withUnsafeBytes { raw in
+            // The floats follow JSON of any length, so they may be unaligned: copy bytes.
+            for (i, buffer) in [model.parameters.values, optimizer.firstMoment, optimizer.secondMoment].enumerated() {
+                UnsafeMutableRawPointer(buffer.pointer).copyMemory(from: raw.baseAddress! + i * count * 4, byteCount: count * 4)
+            }
+        }
+        optimizer.restore(step: info.step)
+        return info
+    }
+}
+
+/// Writes `data` beside `path` and renames it into place: readers see the old file or the new one,
+/// never a part.
+func writeAtomically(_ data: Data, to path: String) throws {
+    let temporary = path + ".partial-\(getpid())"
+    guard FileManager.default.createFile(atPath: temporary, contents: data) else {
+        throw TrainingError("\(path): cannot write: \(String(cString: strerror(errno)))")
+    }
+    guard rename(temporary, path) == 0 else {
+        let reason = String(cString: strerror(errno))
+        unlink(temporary)
+        throw TrainingError("\(path): cannot write: \(reason)")
+    }
+}

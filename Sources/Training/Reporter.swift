@@ -1,0 +1,104 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import VAEEngine
+
+/// What rank 0 shows and records: a one-line progress bar on a terminal (plain periodic lines
+/// otherwise) and RUN_DIR/metrics.jsonl, one JSON object per logged step or evaluation.
+final class Reporter {
+    private let metrics: FileHandle
+    private let interactive = isatty(STDOUT_FILENO) == 1
+    private let totalSteps: Int, stepsPerEpoch: Int, epochs: Int, logEvery: Int
+    private let start = monotonicSeconds()
+    /// Images and time at the last logged step, for the rate over the latest window.
+    private var windowStart: (images: Int, seconds: Double)
+    private var lastBarTime = 0.0
+
+    init(metricsPath: String, totalSteps: Int, stepsPerEpoch: Int, epochs: Int, logEvery: Int, firstStep: Int,
+         globalBatch: Int) throws {
+        if !FileManager.default.fileExists(atPath: metricsPath) {
+            FileManager.default.createFile(atPath: metricsPath, contents: nil)
+        }
+        guard let handle = FileHandle(forWritingAtPath: metricsPath) else {
+            throw TrainingError("\(metricsPath): cannot write: \(String(cString: strerror(errno)))")
+        }
+        handle.seekToEndOfFile()
+        metrics = handle
+        self.totalSteps = totalSteps
+        self.stepsPerEpoch = stepsPerEpoch
+        self.epochs = epochs
+        self.logEvery = logEvery
+        windowStart = (firstStep * globalBatch, monotonicSeconds())
+        self.firstStep = firstStep
+        firstImages = firstStep * globalBatch
+    }
+
+    /// Where this process started (later than 0 when resuming), for its rate and ETA.
+    private let firstStep: Int, firstImages: Int
+
+    deinit { try? metrics.close() }
+
+    /// After step `step` (1-based count of completed steps) with the global batch's loss.
+    func stepFinished(step: Int, images: Int, loss: LossSums, beta: Float) {
+        let now = monotonicSeconds()
+        let isLogged = step % logEvery == 0 || step == totalSteps
+        if isLogged {
+            let rate = Double(images - windowStart.images) / max(now - windowStart.seconds, 1e-9)
+            windowStart = (images, now)
+            let means = loss.means(beta: beta)
+            record(["step": step, "epoch": epoch(of: step), "images": images, "loss": means.loss,
+                    "recon": means.reconstruction, "kl": means.kl, "images_per_s": rate, "seconds": now - start])
+            if !interactive { print(line(step: step, rate: rate, loss: loss, beta: beta, now: now)) }
+        }
+        if interactive && (now - lastBarTime > 0.25 || step == totalSteps) {
+            lastBarTime = now
+            let rate = Double(images - firstImages) / max(now - start, 1e-9)
+            print("\r" + line(step: step, rate: rate, loss: loss, beta: beta, now: now) + "\u{1B}[K", terminator: "")
+            fflush(nil)
+        }
+    }
+
+    /// A held-out evaluation at the end of an epoch.
+    func evaluation(step: Int, partition: String, loss: LossSums, beta: Float) {
+        let means = loss.means(beta: beta)
+        record(["step": step, "epoch": epoch(of: max(step, 1)), "eval": true, "partition": partition,
+                "images": loss.images, "loss": means.loss, "recon": means.reconstruction, "kl": means.kl,
+                "seconds": monotonicSeconds() - start])
+        message(String(format: "%@ (%d images): loss %.2f  recon %.2f  KL %.2f", partition, loss.images,
+                       means.loss, means.reconstruction, means.kl))
+    }
+
+    /// A line of its own, below the progress bar.
+    func message(_ text: String) {
+        print((interactive ? "\r\u{1B}[K" : "") + text)
+        fflush(nil)
+    }
+
+    private func epoch(of step: Int) -> Int { (step - 1) / stepsPerEpoch + 1 }
+
+    private func line(step: Int, rate: Double, loss: LossSums, beta: Float, now: Double) -> String {
+        let means = loss.means(beta: beta)
+        let width = 20, filled = width * step / max(totalSteps, 1)
+        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+        let stepInEpoch = (step - 1) % stepsPerEpoch + 1
+        let remaining = Double(totalSteps - step) * (now - start) / Double(max(step - firstStep, 1))
+        return String(format: "epoch %d/%d [%@] step %d/%d  %.0f img/s  loss %.2f (recon %.2f, KL %.2f)  ETA %@",
+                      epoch(of: step), epochs, bar, stepInEpoch, stepsPerEpoch, rate, means.loss,
+                      means.reconstruction, means.kl, formatDuration(remaining))
+    }
+
+    private func record(_ fields: [String: Any]) {
+        guard let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]) else { return }
+        metrics.write(data + Data("\n".utf8))
+    }
+}
+
+func formatDuration(_ seconds: Double) -> String {
+    guard seconds.isFinite else { return "?" }
+    let s = Int(seconds.rounded())
+    return s >= 3600 ? "\(s / 3600)h\(String(format: "%02d", s / 60 % 60))m"
+        : s >= 60 ? "\(s / 60)m\(String(format: "%02d", s % 60))s" : "\(s)s"
+}

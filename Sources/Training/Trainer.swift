@@ -1,0 +1,307 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import VAECluster
+import VAEData
+import VAEEngine
+
+public struct TrainingOptions: Codable, Sendable {
+    public var data: String
+    public var runDirectory: String
+    public var epochs = 15
+    /// Images per global batch, summed over ranks.
+    public var batch = 64
+    public var learningRate: Float = 0.0005
+    public var seed: UInt64 = 1
+    /// Steps between metrics lines.
+    public var logEvery = 20
+    /// Steps between the ranks' parameter comparisons.
+    public var checkEvery = 100
+    /// Stop after this many steps in all, if fewer than the epochs make (smoke runs, tests).
+    public var maxSteps: Int?
+    /// Continue the run in `runDirectory` from its checkpoint.
+    public var resume = false
+
+    public init(data: String, runDirectory: String) {
+        self.data = data
+        self.runDirectory = runDirectory
+    }
+}
+
+/// What a finished run reports.
+public struct TrainingSummary: Sendable {
+    public var steps: Int
+    public var lastLoss: LossSums
+    public var validation: LossSums?
+    public var imagesPerSecond: Double
+    /// Shares of the step loop's wall time spent waiting for data and in the gradient allreduce.
+    public var dataWaitShare: Double
+    public var allreduceShare: Double
+}
+
+/// The data-parallel training loop, run by every rank alike. Rank 0 alone writes the run
+/// directory: config.json, metrics.jsonl, checkpoint.bin, and PNG grids of reconstructions and samples.
+public final class Trainer {
+    public let config: ModelConfig
+    public let options: TrainingOptions
+    let communicator: Communicator
+    let dataset: Dataset
+    let model: VAE
+    let optimizer: Adam
+    let runner: StepRunner
+    let trainingIndices: [Int32], validationIndices: [Int32]
+    let stepsPerEpoch: Int, totalSteps: Int
+    /// Largest piece of a global batch on one rank.
+    let pieceCapacity: Int
+    let evaluationImages: FloatBuffer
+    private var startStep = 0
+
+    static let gridColumns = 8
+
+    public init(config: ModelConfig, options: TrainingOptions, communicator: Communicator) throws {
+        self.config = config
+        self.options = options
+        self.communicator = communicator
+        guard options.batch >= communicator.size else {
+            throw TrainingError("--batch \(options.batch) is smaller than the \(communicator.size) ranks: every rank needs an image",
+                                collective: true)
+        }
+        guard options.epochs > 0, options.logEvery > 0, options.checkEvery > 0, options.maxSteps ?? 1 > 0 else {
+            throw TrainingError("--epochs, --log-every, --check-every and --max-steps must be positive",
+                                collective: true)
+        }
+        guard options.learningRate.isFinite && options.learningRate > 0 else {
+            throw TrainingError("--lr must be a positive number, got \(options.learningRate)",
+                                collective: true)
+        }
+        // One rank hashes the file; the others learn the verdict from the collective check below.
+        let dataset = try collectively(communicator) {
+            try Dataset(path: options.data, verifyChecksum: communicator.isRoot)
+        }
+        self.dataset = dataset
+        guard dataset.imageSize == config.imageSize, dataset.channels == config.imageChannels else {
+            throw TrainingError("\(options.data): images are \(dataset.imageSize)x\(dataset.imageSize)x\(dataset.channels), "
+                                + "the model expects \(config.imageSize)x\(config.imageSize)x\(config.imageChannels)",
+                                collective: true)
+        }
+        trainingIndices = dataset.indices(in: .train)
+        validationIndices = dataset.indices(in: .valid)
+        stepsPerEpoch = trainingIndices.count / options.batch
+        guard stepsPerEpoch > 0 else {
+            throw TrainingError("\(options.data): \(trainingIndices.count) training images, fewer than one batch of \(options.batch)",
+                                collective: true)
+        }
+        totalSteps = min(options.epochs * stepsPerEpoch, options.maxSteps ?? Int.max)
+        pieceCapacity = EpochPlan.pieceRange(batchSize: options.batch, rank: 0, ranks: communicator.size).count
+        model = try VAE(config: config, maxBatch: max(pieceCapacity, 2 * Trainer.gridColumns))
+        optimizer = Adam(parameterCount: model.parameters.count, learningRate: options.learningRate)
+        runner = StepRunner(model: model, optimizer: optimizer, communicator: communicator,
+                            globalBatch: options.batch, seed: options.seed)
+        evaluationImages = FloatBuffer(count: model.maxBatch * config.imageValues)
+    }
+
+    var checkpointPath: String { options.runDirectory + "/checkpoint.bin" }
+
+    public func run() throws -> TrainingSummary {
+        try prepareRunDirectory()
+        try startState()
+        let reporter = communicator.isRoot
+            ? try Reporter(metricsPath: options.runDirectory + "/metrics.jsonl", totalSteps: totalSteps,
+                           stepsPerEpoch: stepsPerEpoch, epochs: (totalSteps + stepsPerEpoch - 1) / stepsPerEpoch,
+                           logEvery: options.logEvery, firstStep: startStep, globalBatch: options.batch)
+            : nil
+        if startStep > 0 { reporter?.message("resuming \(options.runDirectory) at step \(startStep)") }
+        reporter?.message("training \(config.summary) on \(trainingIndices.count) images of \(options.data); "
+                          + "\(communicator.description); batch \(options.batch), \(stepsPerEpoch) steps per epoch")
+
+        let loader = BatchLoader(dataset: dataset, trainingIndices: trainingIndices, batchSize: options.batch,
+                                 seed: options.seed, rank: communicator.rank, ranks: communicator.size,
+                                 steps: startStep..<totalSteps)
+        var lastLoss = LossSums(), validation: LossSums?
+        let loopStart = monotonicSeconds()
+        let reduceStart = runner.reduceSeconds
+        for step in startStep..<totalSteps {
+            let batch = loader.next()
+            lastLoss = try runner.run(images: batch.images, count: batch.count, firstPosition: batch.offsetInGlobalBatch,
+                                      step: step)
+            let done = step + 1
+            reporter?.stepFinished(step: done, images: done * options.batch, loss: lastLoss, beta: config.beta)
+            if done % options.checkEvery == 0 { try verifyRanksAgree(step: done) }
+            if done % stepsPerEpoch == 0 || done == totalSteps {
+                validation = try endOfEpoch(step: done, reporter: reporter)
+            }
+        }
+        try verifyRanksAgree(step: totalSteps)
+        let seconds = max(monotonicSeconds() - loopStart, 1e-9)
+        let summary = TrainingSummary(
+            steps: totalSteps, lastLoss: lastLoss, validation: validation,
+            imagesPerSecond: Double((totalSteps - startStep) * options.batch) / seconds,
+            dataWaitShare: loader.waitSeconds / seconds, allreduceShare: (runner.reduceSeconds - reduceStart) / seconds)
+        reporter?.message(String(format: "done: %d steps, %.0f images/s; waiting for data %.1f%%, allreduce %.1f%% of the time",
+                                  totalSteps - startStep, summary.imagesPerSecond, 100 * summary.dataWaitShare,
+                                  100 * summary.allreduceShare))
+        return summary
+    }
+
+    // MARK: Start
+
+    /// Rank 0 creates the run directory, or checks it when resuming; a run is never overwritten.
+    private func prepareRunDirectory() throws {
+        try collectively(communicator) {
+            guard communicator.isRoot else { return }
+            let files = FileManager.default
+            let exists = files.fileExists(atPath: checkpointPath)
+            if options.resume && !exists {
+                throw TrainingError("\(options.runDirectory): no checkpoint.bin to resume from")
+            }
+            if !options.resume && files.fileExists(atPath: options.runDirectory + "/metrics.jsonl") {
+                throw TrainingError("\(options.runDirectory) already holds a run; pass --resume to continue it, or choose another --out")
+            }
+            do {
+                try files.createDirectory(atPath: options.runDirectory, withIntermediateDirectories: true)
+            } catch {
+                throw TrainingError("\(options.runDirectory): cannot create the run directory: \(error.localizedDescription)")
+            }
+            if !options.resume { try writeRunConfiguration() }
+        }
+    }
+
+    private struct RunConfiguration: Codable {
+        var model: ModelConfig
+        var training: TrainingOptions
+        var ranks: Int
+        var blasThreadsPerRank: Int
+        var parameters: Int
+        var trainingImages: Int
+        var validationImages: Int
+        var dataset: String
+    }
+
+    private func writeRunConfiguration() throws {
+        let run = RunConfiguration(model: config, training: options, ranks: communicator.size, blasThreadsPerRank: BLAS.threads,
+                                   parameters: model.parameters.count, trainingImages: trainingIndices.count,
+                                   validationImages: validationIndices.count, dataset: dataset.provenance.source)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try writeAtomically(try encoder.encode(run), to: options.runDirectory + "/config.json")
+    }
+
+    /// Rank 0 initialises (or reads the checkpoint) and broadcasts, so every rank starts identical.
+    private func startState() throws {
+        var step = 0
+        try collectively(communicator) {
+            guard communicator.isRoot else { return }
+            if options.resume {
+                let info = try Checkpoint.read(from: checkpointPath, into: model, optimizer: optimizer)
+                guard info.seed == options.seed, info.batch == options.batch else {
+                    throw TrainingError("\(checkpointPath): the run used --seed \(info.seed) --batch \(info.batch); "
+                                        + "resume with the same values")
+                }
+                step = info.step
+            } else {
+                model.parameters.initialize(seed: options.seed)
+            }
+        }
+        let count = model.parameters.count
+        for buffer in [model.parameters.values, optimizer.firstMoment, optimizer.secondMoment] {
+            communicator.broadcast(buffer.pointer, bytes: count * MemoryLayout<Float>.size)
+        }
+        communicator.broadcast(&step, bytes: MemoryLayout<Int>.size)
+        optimizer.restore(step: step)
+        guard step <= totalSteps else {
+            throw TrainingError("\(checkpointPath) is at step \(step), beyond the \(totalSteps) steps asked for; raise --epochs",
+                                collective: true)
+        }
+        startStep = step
+    }
+
+    // MARK: During training
+
+    /// Ranks must hold identical parameters; a silent drift would make the run meaningless.
+    private func verifyRanksAgree(step: Int) throws {
+        let values = model.parameters.values
+        let hash = xxHash64(UnsafeRawBufferPointer(start: values.pointer, count: values.count * MemoryLayout<Float>.size))
+        let hashes = communicator.allgather(hash)
+        let differing = hashes.indices.filter { hashes[$0] != hashes[0] }
+        guard differing.isEmpty else {
+            throw TrainingError("step \(step): the parameters of rank(s) "
+                                + "\(differing.map(String.init).joined(separator: ", ")) differ from rank 0's; stopping",
+                                collective: true)
+        }
+    }
+
+    private func endOfEpoch(step: Int, reporter: Reporter?) throws -> LossSums? {
+        var validation: LossSums?
+        if !validationIndices.isEmpty {
+            let loss = evaluate(validationIndices)
+            reporter?.evaluation(step: step, partition: "valid", loss: loss, beta: config.beta)
+            validation = loss
+        }
+        if communicator.isRoot {
+            try Checkpoint.write(CheckpointInfo(config: config, step: step, seed: options.seed, batch: options.batch,
+                                                learningRate: options.learningRate,
+                                                parameters: Checkpoint.describe(model.parameters)),
+                                 model: model, optimizer: optimizer, to: checkpointPath)
+            let epoch = (step + stepsPerEpoch - 1) / stepsPerEpoch
+            try writeGrids(name: String(format: "epoch%03d", epoch))
+        }
+        return validation
+    }
+
+    /// Loss over `indices`, split across ranks batch by batch, with fixed noise (tag: evaluation).
+    func evaluate(_ indices: [Int32]) -> LossSums {
+        var local = LossSums()
+        var start = 0
+        var batchNumber = 0
+        while start < indices.count {
+            let size = min(options.batch, indices.count - start)
+            let piece = EpochPlan.pieceRange(batchSize: size, rank: communicator.rank, ranks: communicator.size)
+            if !piece.isEmpty {
+                dataset.loadFloats(indices[(start + piece.lowerBound)..<(start + piece.upperBound)],
+                                   into: evaluationImages.pointer)
+                model.drawNoise(seed: options.seed, step: Trainer.evaluationNoiseStep + batchNumber,
+                                firstPosition: piece.lowerBound, batch: piece.count)
+                local += model.loss(evaluationImages.pointer, batch: piece.count)
+            }
+            start += size
+            batchNumber += 1
+        }
+        var sums = [local.reconstruction, local.kl, Double(local.images)]
+        communicator.allreduceSum(&sums, count: 3)
+        return LossSums(reconstruction: sums[0], kl: sums[1], images: Int(sums[2]))
+    }
+
+    /// Noise for evaluation batches is keyed far beyond any training step.
+    static let evaluationNoiseStep = 1 << 40
+
+    /// Rank 0: the first images of the validation partition (or training, if there is none) above
+    /// their reconstructions from mu, and decodings of fixed random latents.
+    private func writeGrids(name: String) throws {
+        let count = Trainer.gridColumns
+        let source = validationIndices.isEmpty ? trainingIndices : validationIndices
+        let shown = Array(source.prefix(count))
+        let values = config.imageValues
+        let grid = FloatBuffer(count: 2 * count * values)
+        dataset.loadFloats(shown, into: grid.pointer)
+        dataset.loadFloats(shown, into: evaluationImages.pointer)
+        model.encode(evaluationImages.pointer, batch: shown.count)
+        model.latents.update(from: model.means, count: shown.count * config.latent)
+        model.decode(batch: shown.count)
+        (grid.pointer + shown.count * values).update(from: model.reconstruction, count: shown.count * values)
+        try writeImageGrid(path: "\(options.runDirectory)/reconstructions-\(name).png", pixels: grid.pointer,
+                           count: 2 * shown.count, imageSize: config.imageSize, columns: count)
+
+        let samples = 2 * count
+        let random = Philox(seed: options.seed, stream: .sampling)
+        for i in 0..<samples {
+            random.fillNormal(model.latents + i * config.latent, count: config.latent, tag: 0, row: UInt32(i))
+        }
+        model.decode(batch: samples)
+        try writeImageGrid(path: "\(options.runDirectory)/samples-\(name).png", pixels: model.reconstruction,
+                           count: samples, imageSize: config.imageSize, columns: count)
+    }
+}
+
