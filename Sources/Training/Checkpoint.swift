@@ -25,6 +25,15 @@ public struct CheckpointInfo: Codable, Equatable, Sendable {
     public var learningRate: Float
     /// Name and shape of every parameter, in buffer order.
     public var parameters: [String]
+
+    public init(config: ModelConfig, step: Int, seed: UInt64, batch: Int, learningRate: Float, parameters: [String]) {
+        self.config = config
+        self.step = step
+        self.seed = seed
+        self.batch = batch
+        self.learningRate = learningRate
+        self.parameters = parameters
+    }
 }
 
 public enum Checkpoint {

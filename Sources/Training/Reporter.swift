@@ -10,7 +10,10 @@ import VAEEngine
 /// otherwise) and RUN_DIR/metrics.jsonl, one JSON object per logged step or evaluation.
 final class Reporter {
     private let metrics: FileHandle
-    private let interactive = isatty(STDOUT_FILENO) == 1
+    /// A live bar on a terminal, plain lines otherwise. Under mpirun a rank's output is a pseudo
+    /// terminal whatever mpirun writes to, so launch/train.sh says which in VAE_PROGRESS.
+    private let interactive = ProcessInfo.processInfo.environment["VAE_PROGRESS"].map { $0 == "bar" }
+        ?? (isatty(STDOUT_FILENO) == 1)
     private let totalSteps: Int, stepsPerEpoch: Int, epochs: Int, logEvery: Int
     private let start = monotonicSeconds()
     /// Images and time at the last logged step, for the rate over the latest window.

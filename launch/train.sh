@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Starts `vae train` on several MPI ranks with the environment each rank needs.
+#
+#   launch/train.sh [--ranks N] [--threads T] [--hostfile FILE] [--tcp] [--no-bind] -- TRAIN-ARGS...
+#
+#   --ranks N        MPI ranks (default: the cores of this machine, or the slots of --hostfile)
+#   --threads T      OpenBLAS threads per rank (default 1; ranks x threads should not exceed the
+#                    cores of a machine: oversubscribed cores silently wreck speed)
+#   --hostfile FILE  Open MPI hostfile for several machines ("node1 slots=16" per line); every
+#                    machine needs the binary and the dataset at the same path
+#   --tcp            force the TCP transport that separate hosts use (--mca btl tcp,self)
+#   --no-bind        do not bind ranks to cores
+#
+# Example: launch/train.sh --ranks 2 -- --data faces.vaeds --out runs/faces --epochs 5
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+vae="${VAE_BINARY:-$root/.build/release/vae}"
+ranks="" threads=1 hostfile="" tcp=0 bind=1
+while (($#)); do
+    case "$1" in
+        --ranks) ranks="$2"; shift 2 ;;
+        --threads) threads="$2"; shift 2 ;;
+        --hostfile) hostfile="$2"; shift 2 ;;
+        --tcp) tcp=1; shift ;;
+        --no-bind) bind=0; shift ;;
+        --) shift; break ;;
+        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "train.sh: unknown option $1 (options go before --, vae train's after it)" >&2; exit 2 ;;
+    esac
+done
+[ -x "$vae" ] || { echo "train.sh: $vae not found; run launch/setup.sh first" >&2; exit 1; }
+cores=$(nproc)
+if [ -z "$ranks" ]; then
+    if [ -n "$hostfile" ]; then ranks=$(awk '{for (i = 1; i <= NF; i++) if ($i ~ /^slots=/) {split($i, s, "="); n += s[2]}} END {print n}' "$hostfile"); else ranks=$cores; fi
+fi
+if [ -z "$hostfile" ] && ((ranks * threads > cores)); then
+    echo "train.sh: warning: $ranks ranks x $threads threads exceeds the $cores cores here; expect a large slowdown" >&2
+fi
+
+args=(-np "$ranks" -x "OPENBLAS_NUM_THREADS=$threads" -x "VAE_PROGRESS=$([ -t 1 ] && echo bar || echo lines)")
+[ "$(id -u)" -eq 0 ] && args+=(--allow-run-as-root)
+[ -n "$hostfile" ] && args+=(--hostfile "$hostfile")
+((tcp)) && args+=(--mca btl tcp,self)
+if [ -z "$hostfile" ] && ((ranks * threads > cores)); then
+    args+=(--oversubscribe --bind-to none)
+elif ((bind)); then
+    if ((threads == 1)); then args+=(--bind-to core); else args+=(--map-by "slot:PE=$threads" --bind-to core); fi
+else
+    args+=(--bind-to none)
+fi
+exec mpirun "${args[@]}" "$vae" train --threads "$threads" "$@"
