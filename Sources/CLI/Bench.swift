@@ -14,6 +14,11 @@ struct Bench: ParsableCommand {
             --repeats runs), the GFLOP/s that rate means from the model's analytic FLOP count, and
             the SGEMM rate of a large square product measured in the same run.
 
+            Under mpirun every rank trains on its piece of each global batch and the ranks
+            allreduce their gradients, exactly as 'vae train' does; rank 0 reports the global rate,
+            the allreduce's share of the time and the time of one allreduce of the gradients.
+            launch/bench.sh compares 1 rank x 1 thread, 1 rank x 2 threads and 2 ranks x 1 thread.
+
             Always run it from a release build (swift build -c release). Example:
               .build/release/vae bench --threads 1 --steps 100 --repeats 3
             """)
@@ -47,42 +52,69 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
+        let communicator = Communicator()
+        defer { communicator.finish() }
         BLAS.threads = threads
         let config = try model.config()
-        let vae = try VAE(config: config, maxBatch: batch)
+        guard batch >= communicator.size else {
+            throw ValidationError("--batch \(batch) is smaller than the \(communicator.size) ranks")
+        }
+        let piece = EpochPlan.pieceRange(batchSize: batch, rank: communicator.rank, ranks: communicator.size)
+        let vae = try VAE(config: config, maxBatch: piece.count)
         vae.parameters.initialize(seed: 1)
         let runner = StepRunner(model: vae, optimizer: Adam(parameterCount: vae.parameters.count),
-                                communicator: Communicator(), globalBatch: batch, seed: 1)
-        let data = SyntheticFaces(seed: 1, imageSize: config.imageSize).floatImages(count: images)
+                                communicator: communicator, globalBatch: batch, seed: 1)
+        let data = SyntheticFaces(seed: 1, imageSize: config.imageSize).floatImages(count: max(images, batch))
+        func report(_ line: String) { if communicator.isRoot { print(line) } }
 
         let flops = Double(vae.trainingFLOPsPerImage)
-        print("model: \(model.preset): \(config.summary); \(vae.parameters.count) parameters; "
-              + String(format: "%.1f MFLOP per image (forward + backward)", flops / 1e6))
-        print("BLAS: \(BLAS.configuration), \(BLAS.threads) thread(s)")
+        report("model: \(model.preset): \(config.summary); \(vae.parameters.count) parameters; "
+               + String(format: "%.1f MFLOP per image (forward + backward)", flops / 1e6))
+        report("\(communicator.description); BLAS: \(BLAS.configuration), \(BLAS.threads) thread(s) per rank")
         let peak = BLAS.measurePeakGFLOPS()
-        print(String(format: "SGEMM 1536x1536x1536: %.1f GFLOP/s", peak))
+        report(String(format: "SGEMM 1536x1536x1536 on one rank: %.1f GFLOP/s", peak))
 
         var step = 0
         func train(steps count: Int) throws {
             for _ in 0..<count {
-                let first = (step * batch) % (images - batch + 1)
-                _ = try runner.run(images: data.pointer + first * config.imageValues, count: batch, firstPosition: 0,
-                                   step: step)
+                let first = (step * batch) % (data.count / config.imageValues - batch + 1) + piece.lowerBound
+                _ = try runner.run(images: data.pointer + first * config.imageValues, count: piece.count,
+                                   firstPosition: piece.lowerBound, step: step)
                 step += 1
             }
         }
-        var rates: [Double] = []
+        var rates: [Double] = [], reduceShares: [Double] = []
         for attempt in 1...repeats {
             try train(steps: warmup)
-            let start = monotonicSeconds()
+            communicator.barrier()
+            let (start, reduceStart) = (monotonicSeconds(), runner.reduceSeconds)
             try train(steps: steps)
-            let rate = Double(steps * batch) / (monotonicSeconds() - start)
-            rates.append(rate)
-            print(String(format: "run %d: %.0f images/s (%.2f ms per step)", attempt, rate, 1000 * Double(batch) / rate))
+            let seconds = monotonicSeconds() - start
+            rates.append(Double(steps * batch) / seconds)
+            reduceShares.append((runner.reduceSeconds - reduceStart) / seconds)
+            report(String(format: "run %d: %.0f images/s (%.2f ms per step)", attempt, rates.last!,
+                          1000 * seconds / Double(steps)))
         }
         let rate = median(rates)
         let achieved = rate * flops / 1e9
-        print(String(format: "training: %.0f images/s (median of %d), %.1f GFLOP/s = %.0f%% of SGEMM peak",
-                     rate, repeats, achieved, 100 * achieved / peak))
+        if communicator.size > 1 {
+            report(String(format: "allreduce of %.1f MB of gradients: %.2f ms; %.1f%% of training time",
+                          Double(4 * vae.parameters.count) / 1e6, 1000 * allreduceSeconds(runner), 100 * median(reduceShares)))
+        }
+        report(String(format: "training: %.0f images/s (median of %d), %.1f GFLOP/s = %.0f%% of %d x SGEMM peak",
+                      rate, repeats, achieved, 100 * achieved / (peak * Double(communicator.size)), communicator.size))
+    }
+
+    /// Median time of one allreduce of the whole gradient buffer, alone.
+    private func allreduceSeconds(_ runner: StepRunner) -> Double {
+        let gradients = runner.model.parameters.gradients
+        var times: [Double] = []
+        for _ in 0..<20 {
+            runner.communicator.barrier()
+            let start = monotonicSeconds()
+            runner.communicator.allreduceSum(gradients.pointer, count: runner.model.parameters.count)
+            times.append(monotonicSeconds() - start)
+        }
+        return median(times)
     }
 }
