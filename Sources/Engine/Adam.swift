@@ -27,7 +27,15 @@ public final class Adam {
         let p = parameters.values.pointer, g = parameters.gradients.pointer
         let m = firstMoment.pointer, v = secondMoment.pointer
         let (b1, b2, eps) = (beta1, beta2, epsilon)
-        for i in 0..<parameters.count {
+        let done = forEachVector(count: parameters.count) { i in
+            let gradient = load(g + i)
+            let first = b1 * load(m + i) + (1 - b1) * gradient
+            let second = b2 * load(v + i) + (1 - b2) * gradient * gradient
+            store(first, m + i)
+            store(second, v + i)
+            store(load(p + i) - correction * first / (second.squareRoot() + eps), p + i)
+        }
+        for i in done..<parameters.count {
             m[i] = b1 * m[i] + (1 - b1) * g[i]
             v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
             p[i] -= correction * m[i] / (v[i].squareRoot() + eps)

@@ -1,21 +1,21 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// Activations work in place on the previous layer's output: their backward needs only that
 /// output y, never the input, so no extra buffer is kept.
 
 /// y = max(x, 0).  Backward: dx = dy · [y > 0].
 public enum ReLU {
     public static func forward(_ y: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count { y[i] = max(y[i], 0) }
+        let done = forEachVector(count: count) { i in
+            let value = load(y + i)
+            store(value.replacing(with: 0, where: value .< 0), y + i)
+        }
+        for i in done..<count { y[i] = max(y[i], 0) }
     }
 
     public static func backward(output y: UnsafePointer<Float>, _ gradient: UnsafeMutablePointer<Float>, count: Int) {
-        // A select, not a branch, so that the loop vectorises.
-        for i in 0..<count { gradient[i] = y[i] > 0 ? gradient[i] : 0 }
+        let done = forEachVector(count: count) { i in
+            store(load(gradient + i).replacing(with: 0, where: load(y + i) .<= 0), gradient + i)
+        }
+        for i in done..<count where y[i] <= 0 { gradient[i] = 0 }
     }
 }
 
@@ -26,6 +26,16 @@ public enum Sigmoid {
     }
 
     public static func backward(output y: UnsafePointer<Float>, _ gradient: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count { gradient[i] *= y[i] * (1 - y[i]) }
+        let done = forEachVector(count: count) { i in
+            let value = load(y + i)
+            store(load(gradient + i) * value * (1 - value), gradient + i)
+        }
+        for i in done..<count { gradient[i] *= y[i] * (1 - y[i]) }
     }
 }
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

@@ -46,15 +46,15 @@ public struct PatchGeometry {
                         let y = 2 * oy - 1 + ky
                         let destination = row + ky * run
                         guard y >= 0 && y < largeHeight else {
-                            destination.update(repeating: 0, count: run)
+                            for i in 0..<run { destination[i] = 0 }
                             continue
                         }
-                        if taps.lowerBound > 0 { destination.update(repeating: 0, count: taps.lowerBound * c) }
-                        destination.advanced(by: taps.lowerBound * c)
-                            .update(from: image + (y * largeWidth + x0 + taps.lowerBound) * c, count: taps.count * c)
-                        if taps.upperBound < 4 {
-                            (destination + taps.upperBound * c).update(repeating: 0, count: (4 - taps.upperBound) * c)
-                        }
+                        // Plain loops: runs are short (12 values for an RGB input), too short for memcpy.
+                        let source = image + (y * largeWidth + x0) * c
+                        let (valid, end) = (taps.lowerBound * c, taps.upperBound * c)
+                        for i in 0..<valid { destination[i] = 0 }
+                        for i in valid..<end { destination[i] = source[i] }
+                        for i in end..<run { destination[i] = 0 }
                     }
                     row += patchSize
                 }

@@ -3,11 +3,12 @@ import CBLAS
 /// Row-wise helpers for a [rows, width] matrix, shared by the layers that add a bias.
 
 /// y[r, :] = bias for every row: the starting value a GEMM with beta = 1 accumulates onto.
+/// A plain loop, not a memcpy per row: rows are as narrow as the 3 channels of an image.
 @inline(__always)
 func broadcastRows(_ bias: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
     var row = y
     for _ in 0..<rows {
-        row.update(from: bias, count: width)
+        for j in 0..<width { row[j] = bias[j] }
         row += width
     }
 }
