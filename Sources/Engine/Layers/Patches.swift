@@ -49,11 +49,10 @@ public struct PatchGeometry {
                             for i in 0..<run { destination[i] = 0 }
                             continue
                         }
-                        // Plain loops: runs are short (12 values for an RGB input), too short for memcpy.
                         let source = image + (y * largeWidth + x0) * c
                         let (valid, end) = (taps.lowerBound * c, taps.upperBound * c)
                         for i in 0..<valid { destination[i] = 0 }
-                        for i in valid..<end { destination[i] = source[i] }
+                        copyFloats(source + valid, destination + valid, count: end - valid)
                         for i in end..<run { destination[i] = 0 }
                     }
                     row += patchSize
@@ -78,12 +77,43 @@ public struct PatchGeometry {
                         let y = 2 * oy - 1 + ky
                         guard y >= 0 && y < largeHeight else { continue }
                         let source = row + (ky * 4 + taps.lowerBound) * c
-                        let destination = image + (y * largeWidth + x0 + taps.lowerBound) * c
-                        for i in 0..<count { destination[i] += source[i] }
+                        addFloats(source, image + (y * largeWidth + x0 + taps.lowerBound) * c, count: count)
                     }
                     row += patchSize
                 }
             }
         }
+    }
+}
+
+/// destination[0..<count] = source[0..<count], four values at a time. Runs here are short (12
+/// values for an RGB image), where a memcpy call or a generic loop's set-up costs more than the copy.
+@inline(__always)
+func copyFloats(_ source: UnsafePointer<Float>, _ destination: UnsafeMutablePointer<Float>, count: Int) {
+    var i = 0
+    while i + 4 <= count {
+        UnsafeMutableRawPointer(destination + i).storeBytes(of: UnsafeRawPointer(source + i).loadUnaligned(as: SIMD4<Float>.self),
+                                                            as: SIMD4<Float>.self)
+        i += 4
+    }
+    while i < count {
+        destination[i] = source[i]
+        i += 1
+    }
+}
+
+/// destination[0..<count] += source[0..<count], four values at a time (see `copyFloats`).
+@inline(__always)
+func addFloats(_ source: UnsafePointer<Float>, _ destination: UnsafeMutablePointer<Float>, count: Int) {
+    var i = 0
+    while i + 4 <= count {
+        let sum = UnsafeRawPointer(destination + i).loadUnaligned(as: SIMD4<Float>.self)
+            + UnsafeRawPointer(source + i).loadUnaligned(as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(destination + i).storeBytes(of: sum, as: SIMD4<Float>.self)
+        i += 4
+    }
+    while i < count {
+        destination[i] += source[i]
+        i += 1
     }
 }
