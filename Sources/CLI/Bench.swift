@@ -9,14 +9,14 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure training speed on generated faces, against this machine's SGEMM rate.",
         discussion: """
-            Trains the model (default: the 'seed' preset at batch 64) on synthetic faces in one
-            process and prints steady-state training images/s (after warm-up steps, median of
-            --repeats runs), the GFLOP/s that rate means from the model's analytic FLOP count, and
-            the SGEMM rate of a large square product measured in the same run.
+            Trains the model (default: the 'seed' preset at batch 64) on synthetic faces and prints \
+            steady-state training images/s (after --warmup steps, median of --repeats runs), the GFLOP/s \
+            that rate means from the model's analytic FLOP count (about 85 MFLOP per image), and the \
+            SGEMM rate of a large square product measured in the same run.
 
-            Under mpirun every rank trains on its piece of each global batch and the ranks
-            allreduce their gradients, exactly as 'vae train' does; rank 0 reports the global rate,
-            the allreduce's share of the time and the time of one allreduce of the gradients.
+            Under mpirun every rank trains on its piece of each global batch and the ranks allreduce \
+            their gradients, exactly as 'vae train' does; rank 0 reports the global rate, the \
+            allreduce's share of the time and the time of one allreduce of the gradients. \
             launch/bench.sh compares 1 rank x 1 thread, 1 rank x 2 threads and 2 ranks x 1 thread.
 
             Always run it from a release build (swift build -c release). Example:

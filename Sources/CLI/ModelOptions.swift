@@ -21,10 +21,9 @@ struct ModelOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Weight of the KL term in the loss (default 1).", valueName: "beta"))
     var beta: Float?
 
-    /// The preset with the flags applied, validated.
-    func config(imageSize: Int = 64) throws -> ModelConfig {
+    /// The preset with the flags applied, validated (for 64x64 images; training adopts its data's size).
+    func config() throws -> ModelConfig {
         var config = try ModelConfig.preset(preset)
-        config.imageSize = imageSize
         if let encoderChannels { config.encoderChannels = try integers(encoderChannels, flag: "--encoder-channels") }
         if let latent { config.latent = latent }
         if let decoderDense { config.decoderWidths = try integers(decoderDense, flag: "--decoder-dense") }

@@ -8,17 +8,21 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train the VAE on a dataset file, alone or as one of many MPI ranks.",
         discussion: """
-            Run it directly for a single process, or under mpirun for data-parallel training: every
-            rank memory-maps the dataset, takes its piece of every shuffled global batch, and all
-            ranks take the same Adam step after one gradient allreduce. The trajectory does not
-            depend on the number of ranks (up to floating-point summation order).
+            Run it directly for a single process, or under mpirun (launch/train.sh) for data-parallel \
+            training: every rank memory-maps the dataset, takes its piece of every shuffled global \
+            batch, and all ranks take the same Adam step after one gradient allreduce. Data order and \
+            noise do not depend on the number of ranks, so 1, 2 or 64 ranks compute the same updates up \
+            to floating-point summation order.
 
-            Rank 0 writes RUN_DIR: config.json, metrics.jsonl, checkpoint.bin (each epoch) and PNG
-            grids of reconstructions and samples (each epoch). --resume continues from the checkpoint.
+            Rank 0 writes RUN_DIR: config.json, metrics.jsonl (one JSON line per logged step and per \
+            evaluation), checkpoint.bin (each epoch and at the end) and PNG grids of reconstructions and \
+            samples (each epoch). An existing run is never overwritten: --resume continues it from its \
+            checkpoint.
 
             Examples:
               vae train --data faces.vaeds --out runs/faces --epochs 5
               launch/train.sh --ranks 2 -- --data celeba.vaeds --out runs/celeba
+              vae train --data celeba.vaeds --out runs/celeba --resume --epochs 30
             """)
 
     @Option(help: ArgumentHelp("Dataset file from 'vae prepare' or 'vae synth'.", valueName: "file"))

@@ -61,8 +61,8 @@ public final class Trainer {
 
     static let gridColumns = 8
 
-    public init(config: ModelConfig, options: TrainingOptions, communicator: Communicator) throws {
-        self.config = config
+    /// `config.imageSize` is taken from the dataset: the model is built for the images it trains on.
+    public init(config requested: ModelConfig, options: TrainingOptions, communicator: Communicator) throws {
         self.options = options
         self.communicator = communicator
         guard options.batch >= communicator.size else {
@@ -82,11 +82,15 @@ public final class Trainer {
             try Dataset(path: options.data, verifyChecksum: communicator.isRoot)
         }
         self.dataset = dataset
-        guard dataset.imageSize == config.imageSize, dataset.channels == config.imageChannels else {
-            throw TrainingError("\(options.data): images are \(dataset.imageSize)x\(dataset.imageSize)x\(dataset.channels), "
-                                + "the model expects \(config.imageSize)x\(config.imageSize)x\(config.imageChannels)",
-                                collective: true)
+        var config = requested
+        config.imageSize = dataset.imageSize
+        config.imageChannels = dataset.channels
+        do {
+            try config.validate()
+        } catch {
+            throw TrainingError("\(options.data) has \(dataset.imageSize)x\(dataset.imageSize) images: \(error)", collective: true)
         }
+        self.config = config
         trainingIndices = dataset.indices(in: .train)
         validationIndices = dataset.indices(in: .valid)
         stepsPerEpoch = trainingIndices.count / options.batch
