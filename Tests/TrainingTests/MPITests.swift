@@ -88,6 +88,21 @@ import Testing
         #expect(try Data(contentsOf: URL(fileURLWithPath: checkpoint)) == saved)
     }
 
+    /// Ranks whose parameters drift apart are caught at the next check. Here mpirun's MPMD syntax
+    /// gives rank 1 another learning rate, so its Adam steps differ from rank 0's.
+    @Test func driftingRanksAreStopped() throws {
+        let environment = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "OPENBLAS_NUM_THREADS": "1"]
+        let common = train("drift", steps: 20, extra: ["--check-every", "5"])
+        let result = try runCommand("/usr/bin/env", ["mpirun", "--oversubscribe", "--bind-to", "none",
+                                                     "-np", "1", vaeBinary] + common + ["--lr", "0.0005", ":",
+                                                     "-np", "1", vaeBinary] + common + ["--lr", "0.0006"],
+                                    environment: environment)
+        #expect(result.status != 0)
+        let errors = result.error.split(separator: "\n").filter { $0.contains("error:") }
+        #expect(errors.count == 1 && errors[0].contains("step 5: the parameters of rank(s) 1 differ from rank 0's"),
+                "stderr: \(result.error)")
+    }
+
     /// Resuming from a checkpoint continues exactly, bit for bit, where an uninterrupted run would be.
     @Test func resumeContinuesTheSameTrajectory() throws {
         let straight = try runCommand(vaeBinary, train("straight", steps: 30))
