@@ -33,59 +33,57 @@ public struct PatchGeometry {
         max(0, -origin)..<min(kernel, limit - origin)
     }
 
-    /// columns [N·h·w, 16·C] ← patches of large [N, H, W, C]; taps that fall in the padding are 0.
-    /// For one kernel row the four taps kx are adjacent pixels, so each (patch, ky) is a single
-    /// contiguous copy of up to 4·C values.
-    func im2col(_ large: UnsafePointer<Float>, _ columns: UnsafeMutablePointer<Float>, batch: Int) {
-        let c = channels, run = 4 * c
-        var row = columns
+    /// Visits every (patch, kernel row) pair of `batch` images in column order. For one kernel row
+    /// the four taps kx are adjacent pixels, so each pair is one contiguous run of up to 4·C values:
+    /// `inside(run, pixel, taps)` gets the run's offset in the columns, the offset in the large map
+    /// of its first tap's pixel (x = 2·ox − 1, possibly left of the image) and the taps inside the
+    /// image; `padding(run)` gets the runs whose kernel row falls above or below the image.
+    @inline(__always)
+    private func forEachRun(batch: Int, inside: (_ run: Int, _ pixel: Int, _ taps: Range<Int>) -> Void,
+                            padding: (_ run: Int) -> Void) {
+        var run = 0
         for n in 0..<batch {
-            let image = large + n * largeImageSize
             for oy in 0..<smallHeight {
                 for ox in 0..<smallWidth {
                     let x0 = 2 * ox - 1
                     let taps = PatchGeometry.validTaps(origin: x0, limit: largeWidth)
                     for ky in 0..<4 {
                         let y = 2 * oy - 1 + ky
-                        let destination = row + ky * run
-                        guard y >= 0 && y < largeHeight else {
-                            for i in 0..<run { destination[i] = 0 }
-                            continue
+                        if y >= 0 && y < largeHeight {
+                            inside(run, n * largeImageSize + (y * largeWidth + x0) * channels, taps)
+                        } else {
+                            padding(run)
                         }
-                        let source = image + (y * largeWidth + x0) * c
-                        let (valid, end) = (taps.lowerBound * c, taps.upperBound * c)
-                        for i in 0..<valid { destination[i] = 0 }
-                        copyFloats(source + valid, destination + valid, count: end - valid)
-                        for i in end..<run { destination[i] = 0 }
+                        run += 4 * channels
                     }
-                    row += patchSize
                 }
             }
         }
+    }
+
+    /// columns [N·h·w, 16·C] ← patches of large [N, H, W, C]; taps that fall in the padding are 0.
+    func im2col(_ large: UnsafePointer<Float>, _ columns: UnsafeMutablePointer<Float>, batch: Int) {
+        let c = channels, length = 4 * c
+        forEachRun(batch: batch, inside: { run, pixel, taps in
+            let destination = columns + run
+            let (valid, end) = (taps.lowerBound * c, taps.upperBound * c)
+            for i in 0..<valid { destination[i] = 0 }
+            // Offsets are added before forming the pointer: `pixel` alone may lie left of the image.
+            copyFloats(large + (pixel + valid), destination + valid, count: end - valid)
+            for i in end..<length { destination[i] = 0 }
+        }, padding: { run in
+            for i in 0..<length { columns[run + i] = 0 }
+        })
     }
 
     /// large [N, H, W, C] += scatter of columns [N·h·w, 16·C]: the adjoint of `im2col`.
     /// Taps in the padding are dropped. `large` must already hold its initial value.
     func col2im(_ columns: UnsafePointer<Float>, _ large: UnsafeMutablePointer<Float>, batch: Int) {
         let c = channels
-        var row = columns
-        for n in 0..<batch {
-            let image = large + n * largeImageSize
-            for oy in 0..<smallHeight {
-                for ox in 0..<smallWidth {
-                    let x0 = 2 * ox - 1
-                    let taps = PatchGeometry.validTaps(origin: x0, limit: largeWidth)
-                    let count = taps.count * c
-                    for ky in 0..<4 {
-                        let y = 2 * oy - 1 + ky
-                        guard y >= 0 && y < largeHeight else { continue }
-                        let source = row + (ky * 4 + taps.lowerBound) * c
-                        addFloats(source, image + (y * largeWidth + x0 + taps.lowerBound) * c, count: count)
-                    }
-                    row += patchSize
-                }
-            }
-        }
+        forEachRun(batch: batch, inside: { run, pixel, taps in
+            let first = taps.lowerBound * c
+            addFloats(columns + (run + first), large + (pixel + first), count: taps.count * c)
+        }, padding: { _ in })
     }
 }
 
