@@ -54,8 +54,6 @@ public final class Trainer {
     let runner: StepRunner
     let trainingIndices: [Int32], validationIndices: [Int32]
     let stepsPerEpoch: Int, totalSteps: Int
-    /// Largest piece of a global batch on one rank.
-    let pieceCapacity: Int
     let evaluationImages: FloatBuffer
     private var startStep = 0
 
@@ -99,8 +97,9 @@ public final class Trainer {
                                 collective: true)
         }
         totalSteps = min(options.epochs * stepsPerEpoch, options.maxSteps ?? Int.max)
-        pieceCapacity = EpochPlan.pieceRange(batchSize: options.batch, rank: 0, ranks: communicator.size).count
-        model = try VAE(config: config, maxBatch: max(pieceCapacity, 2 * Trainer.gridColumns))
+        // Rank 0 holds the largest piece of a global batch; the grids decode two rows of images.
+        let largestPiece = EpochPlan.pieceRange(batchSize: options.batch, rank: 0, ranks: communicator.size).count
+        model = try VAE(config: config, maxBatch: max(largestPiece, 2 * Trainer.gridColumns))
         optimizer = Adam(parameterCount: model.parameters.count, learningRate: options.learningRate)
         runner = StepRunner(model: model, optimizer: optimizer, communicator: communicator,
                             globalBatch: options.batch, seed: options.seed)
