@@ -13,6 +13,23 @@ func read(_ pointer: UnsafePointer<Float>, _ count: Int) -> [Double] {
 
 func dot(_ a: [Double], _ b: [Double]) -> Double { zip(a, b).map { $0 * $1 }.reduce(0, +) }
 
+/// What the two convolution layers have in common, for one test routine.
+protocol PatchLayer {
+    var kernel: Parameter { get }
+    var bias: Parameter { get }
+    var outputSize: Int { get }
+    func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int)
+    func backward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, batch: Int)
+}
+
+extension Conv2D: PatchLayer {
+    func backward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, batch: Int) {
+        backward(x, dy, Optional(dx), batch: batch)
+    }
+}
+
+extension ConvTranspose2D: PatchLayer {}
+
 /// Each layer's backward against central differences of J = Σ y ⊙ w, computed in Float64 on the
 /// reference implementation; each forward against the direct-loop reference.
 @Suite struct LayerTests {
@@ -20,36 +37,15 @@ func dot(_ a: [Double], _ b: [Double]) -> Double { zip(a, b).map { $0 * $1 }.red
     let n = 3
 
     @Test func conv2DForwardAndBackward() {
-        // [2, 6, 6, 3] → [2, 3, 3, 4]: odd output sides exercise both padded borders.
+        // [3, 6, 6, 3] → [3, 3, 3, 4]: odd output sides exercise both padded borders.
         let (h, w, ci, co) = (6, 6, 3, 4)
         let store = ParameterStore()
         let conv = Conv2D(name: "c", height: h, width: w, inChannels: ci, outChannels: co, maxBatch: n, parameters: store,
                           patchBudget: 1)
         store.allocate()
-        let x = randomValues(n * h * w * ci, seed: 1)
-        let k = randomValues(16 * ci * co, seed: 2), b = randomValues(co, seed: 3)
-        let ySize = n * conv.outputSize
-        let weights = randomValues(ySize, seed: 4)
-        let xBuffer = FloatBuffer(count: x.count), y = FloatBuffer(count: ySize)
-        let dy = FloatBuffer(count: ySize), dx = FloatBuffer(count: x.count)
-        load(x, into: xBuffer.pointer); load(k, into: conv.kernel.value); load(b, into: conv.bias.value)
-        load(weights, into: dy.pointer)
-
-        conv.forward(xBuffer.pointer, y.pointer, batch: n)
-        let expected = Reference.conv(x, n: n, h: h, w: w, ci: ci, k, b, co: co)
-        #expect(relativeError(read(y.pointer, ySize), expected) < 1e-5)
-
-        conv.backward(xBuffer.pointer, dy.pointer, dx.pointer, batch: n)
-        func objective(_ x: [Double], _ k: [Double], _ b: [Double]) -> Double {
-            dot(Reference.conv(x, n: n, h: h, w: w, ci: ci, k, b, co: co), weights)
+        checkPatchLayer(conv, inputSize: h * w * ci, seed: 1) { x, k, b in
+            Reference.conv(x, n: n, h: h, w: w, ci: ci, k, b, co: co)
         }
-        let ix = probeIndices(x.count), ik = probeIndices(k.count), ib = probeIndices(b.count)
-        let numericX = Reference.numericGradient(x, indices: ix) { objective($0, k, b) }
-        let numericK = Reference.numericGradient(k, indices: ik) { objective(x, $0, b) }
-        let numericB = Reference.numericGradient(b, indices: ib) { objective(x, k, $0) }
-        #expect(relativeError(ix.map { Double(dx.pointer[$0]) }, numericX) < 1e-4)
-        #expect(relativeError(ik.map { Double(conv.kernel.gradient[$0]) }, numericK) < 1e-4)
-        #expect(relativeError(ib.map { Double(conv.bias.gradient[$0]) }, numericB) < 1e-4)
     }
 
     @Test func convTranspose2DForwardAndBackward() {
@@ -58,30 +54,34 @@ func dot(_ a: [Double], _ b: [Double]) -> Double { zip(a, b).map { $0 * $1 }.red
         let deconv = ConvTranspose2D(name: "d", height: h, width: w, inChannels: ci, outChannels: co, maxBatch: n,
                                      parameters: store, patchBudget: 1)
         store.allocate()
-        let x = randomValues(n * h * w * ci, seed: 5)
-        let k = randomValues(16 * ci * co, seed: 6), b = randomValues(co, seed: 7)
-        let ySize = n * deconv.outputSize
-        let weights = randomValues(ySize, seed: 8)
+        checkPatchLayer(deconv, inputSize: h * w * ci, seed: 5) { x, k, b in
+            Reference.convTranspose(x, n: n, h: h, w: w, ci: ci, k, b, co: co)
+        }
+    }
+
+    /// Forward against `reference`; dx, dK and db against central differences of J = Σ y ⊙ w.
+    private func checkPatchLayer(_ layer: some PatchLayer, inputSize: Int, seed: UInt64,
+                                 reference: ([Double], [Double], [Double]) -> [Double]) {
+        let x = randomValues(n * inputSize, seed: seed)
+        let k = randomValues(layer.kernel.count, seed: seed + 1), b = randomValues(layer.bias.count, seed: seed + 2)
+        let ySize = n * layer.outputSize
+        let weights = randomValues(ySize, seed: seed + 3)
         let xBuffer = FloatBuffer(count: x.count), y = FloatBuffer(count: ySize)
         let dy = FloatBuffer(count: ySize), dx = FloatBuffer(count: x.count)
-        load(x, into: xBuffer.pointer); load(k, into: deconv.kernel.value); load(b, into: deconv.bias.value)
+        load(x, into: xBuffer.pointer); load(k, into: layer.kernel.value); load(b, into: layer.bias.value)
         load(weights, into: dy.pointer)
 
-        deconv.forward(xBuffer.pointer, y.pointer, batch: n)
-        let expected = Reference.convTranspose(x, n: n, h: h, w: w, ci: ci, k, b, co: co)
-        #expect(relativeError(read(y.pointer, ySize), expected) < 1e-5)
+        layer.forward(xBuffer.pointer, y.pointer, batch: n)
+        #expect(relativeError(read(y.pointer, ySize), reference(x, k, b)) < 1e-5)
 
-        deconv.backward(xBuffer.pointer, dy.pointer, dx.pointer, batch: n)
-        func objective(_ x: [Double], _ k: [Double], _ b: [Double]) -> Double {
-            dot(Reference.convTranspose(x, n: n, h: h, w: w, ci: ci, k, b, co: co), weights)
-        }
+        layer.backward(xBuffer.pointer, dy.pointer, dx.pointer, batch: n)
         let ix = probeIndices(x.count), ik = probeIndices(k.count), ib = probeIndices(b.count)
-        let numericX = Reference.numericGradient(x, indices: ix) { objective($0, k, b) }
-        let numericK = Reference.numericGradient(k, indices: ik) { objective(x, $0, b) }
-        let numericB = Reference.numericGradient(b, indices: ib) { objective(x, k, $0) }
+        let numericX = Reference.numericGradient(x, indices: ix) { dot(reference($0, k, b), weights) }
+        let numericK = Reference.numericGradient(k, indices: ik) { dot(reference(x, $0, b), weights) }
+        let numericB = Reference.numericGradient(b, indices: ib) { dot(reference(x, k, $0), weights) }
         #expect(relativeError(ix.map { Double(dx.pointer[$0]) }, numericX) < 1e-4)
-        #expect(relativeError(ik.map { Double(deconv.kernel.gradient[$0]) }, numericK) < 1e-4)
-        #expect(relativeError(ib.map { Double(deconv.bias.gradient[$0]) }, numericB) < 1e-4)
+        #expect(relativeError(ik.map { Double(layer.kernel.gradient[$0]) }, numericK) < 1e-4)
+        #expect(relativeError(ib.map { Double(layer.bias.gradient[$0]) }, numericB) < 1e-4)
     }
 
     @Test(arguments: [false, true])
