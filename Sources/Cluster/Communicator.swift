@@ -103,7 +103,8 @@ public final class Communicator: @unchecked Sendable {
         var length: Int32 = 0
         var version = [CChar](repeating: 0, count: Int(MPI_MAX_LIBRARY_VERSION_STRING))
         MPI_Get_library_version(&version, &length)
-        let library = String(cString: version).split(separator: ",").first.map(String.init) ?? "MPI"
+        let text = String(decoding: version.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let library = text.split(separator: ",").first.map(String.init) ?? "MPI"
         return "\(size) MPI ranks (\(library))"
     }
 }

@@ -23,7 +23,7 @@ final class Reporter {
     init(metricsPath: String, totalSteps: Int, stepsPerEpoch: Int, epochs: Int, logEvery: Int, firstStep: Int,
          globalBatch: Int) throws {
         if !FileManager.default.fileExists(atPath: metricsPath) {
-            FileManager.default.createFile(atPath: metricsPath, contents: nil)
+            _ = FileManager.default.createFile(atPath: metricsPath, contents: nil)
         }
         guard let handle = FileHandle(forWritingAtPath: metricsPath) else {
             throw TrainingError("\(metricsPath): cannot write: \(String(cString: strerror(errno)))")
