@@ -321,9 +321,13 @@ public final class Dataset: @unchecked Sendable {
         let values = header.pixelBytes
         var out = output
         for index in indices {
-            let source = pixels(Int(index))
-            for j in 0..<values { out[j] = Float(source[j]) * (1 / 255) }
+            convertPixels(pixels(Int(index)), into: out, count: values)
             out += values
         }
     }
+}
+
+/// Pixel bytes 0...255 to Float32 in [0, 1]: the one conversion every path to the model uses.
+public func convertPixels(_ bytes: UnsafePointer<UInt8>, into output: UnsafeMutablePointer<Float>, count: Int) {
+    for j in 0..<count { output[j] = Float(bytes[j]) * (1 / 255) }
 }

@@ -23,3 +23,13 @@ func forEachVector(count: Int, _ body: (Int) -> Void) -> Int {
     }
     return i
 }
+
+/// True when no value is NaN or ±infinity: their sum is finite exactly then (barring an overflow of
+/// finite values, which is as much a failure). 16 running sums keep the loop vectorised.
+public func allFinite(_ values: UnsafePointer<Float>, _ count: Int) -> Bool {
+    var sums = Vector(repeating: 0)
+    let done = forEachVector(count: count) { i in sums += load(values + i) }
+    var total = sums.sum()
+    for i in done..<count { total += values[i] }
+    return total.isFinite
+}

@@ -41,6 +41,11 @@ public enum Checkpoint {
     static let version: UInt32 = 1
     static let headerBytes = 64
 
+    /// What a checkpoint holds and what rank 0 broadcasts at the start, in file order.
+    static func stateBuffers(model: VAE, optimizer: Adam) -> [FloatBuffer] {
+        [model.parameters.values, optimizer.firstMoment, optimizer.secondMoment]
+    }
+
     public static func describe(_ store: ParameterStore) -> [String] {
         store.parameters.map { "\($0.name) \($0.shape)" }
     }
@@ -49,7 +54,7 @@ public enum Checkpoint {
         let json = try JSONEncoder().encode(info)
         let count = model.parameters.count
         var body = Data(json)
-        for buffer in [model.parameters.values, optimizer.firstMoment, optimizer.secondMoment] {
+        for buffer in stateBuffers(model: model, optimizer: optimizer) {
             body.append(UnsafeBufferPointer(start: buffer.pointer, count: count))
         }
         let checksum = body.withUnsafeBytes { xxHash64($0) }
@@ -91,7 +96,7 @@ public enum Checkpoint {
         }
         body.dropFirst(jsonBytes).withUnsafeBytes { raw in
             // The floats follow JSON of any length, so they may be unaligned: copy bytes.
-            for (i, buffer) in [model.parameters.values, optimizer.firstMoment, optimizer.secondMoment].enumerated() {
+            for (i, buffer) in stateBuffers(model: model, optimizer: optimizer).enumerated() {
                 UnsafeMutableRawPointer(buffer.pointer).copyMemory(from: raw.baseAddress! + i * count * 4, byteCount: count * 4)
             }
         }

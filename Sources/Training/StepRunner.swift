@@ -56,20 +56,3 @@ public final class StepRunner {
         return total
     }
 }
-
-/// True when no value is NaN or ±infinity: their sum is finite exactly then (barring an overflow of
-/// finite values, which is as much a failure). 16 running sums keep the loop vectorised.
-func allFinite(_ values: UnsafePointer<Float>, _ count: Int) -> Bool {
-    var sums = SIMD16<Float>(repeating: 0)
-    var i = 0
-    while i + 16 <= count {
-        sums += UnsafeRawPointer(values + i).loadUnaligned(as: SIMD16<Float>.self)
-        i += 16
-    }
-    var total = sums.sum()
-    while i < count {
-        total += values[i]
-        i += 1
-    }
-    return total.isFinite
-}

@@ -10,8 +10,7 @@ extension SyntheticFaces {
         defer { pixels.deallocate() }
         for index in 0..<count {
             render(index: index, into: pixels)
-            let out = images.pointer + index * pixelBytes
-            for j in 0..<pixelBytes { out[j] = Float(pixels[j]) / 255 }
+            convertPixels(pixels, into: images.pointer + index * pixelBytes, count: pixelBytes)
         }
         return images
     }

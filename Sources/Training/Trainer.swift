@@ -209,7 +209,7 @@ public final class Trainer {
             }
         }
         let count = model.parameters.count
-        for buffer in [model.parameters.values, optimizer.firstMoment, optimizer.secondMoment] {
+        for buffer in Checkpoint.stateBuffers(model: model, optimizer: optimizer) {
             communicator.broadcast(buffer.pointer, bytes: count * MemoryLayout<Float>.size)
         }
         communicator.broadcast(&step, bytes: MemoryLayout<Int>.size)
