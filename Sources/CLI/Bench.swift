@@ -60,7 +60,7 @@ struct Bench: ParsableCommand {
             throw ValidationError("--batch \(batch) is smaller than the \(communicator.size) ranks")
         }
         let piece = EpochPlan.pieceRange(batchSize: batch, rank: communicator.rank, ranks: communicator.size)
-        let vae = try VAE(config: config, maxBatch: piece.count)
+        let vae = try VAE(config: config, maxBatch: StepRunner.modelBatch(globalBatch: batch, ranks: communicator.size))
         vae.parameters.initialize(seed: 1)
         let runner = StepRunner(model: vae, optimizer: Adam(parameterCount: vae.parameters.count),
                                 communicator: communicator, globalBatch: batch, seed: 1)

@@ -21,7 +21,7 @@ public final class Parameter {
     }
 
     public var value: UnsafeMutablePointer<Float> { store.values.pointer + offset }
-    public var gradient: UnsafeMutablePointer<Float> { store.gradients.pointer + offset }
+    public var gradient: UnsafeMutablePointer<Float> { store.gradientTarget + offset }
 }
 
 /// All parameters of a model in one contiguous Float32 buffer, all gradients in another, so that
@@ -32,8 +32,13 @@ public final class ParameterStore {
     public private(set) var count = 0
     public private(set) var values = FloatBuffer(count: 0)
     public private(set) var gradients = FloatBuffer(count: 0)
+    /// Where backward writes the gradients: the gradient buffer, unless a caller that sums partial
+    /// gradients (the trainer's GradientTree) points it at a buffer of its own with the same layout.
+    public var gradientTarget: UnsafeMutablePointer<Float>
 
-    public init() {}
+    public init() {
+        gradientTarget = gradients.pointer
+    }
 
     /// A kernel initialised Glorot-uniform with the given fans (Keras' default).
     func kernel(_ name: String, shape: [Int], fanIn: Int, fanOut: Int) -> Parameter {
@@ -59,6 +64,7 @@ public final class ParameterStore {
     public func allocate(gradientTail: Int = 4) {
         values = FloatBuffer(count: count)
         gradients = FloatBuffer(count: count + gradientTail)
+        gradientTarget = gradients.pointer
     }
 
     /// Keras-default initialisation, reproducible from `seed`: parameter i draws its values

@@ -33,3 +33,9 @@ public func allFinite(_ values: UnsafePointer<Float>, _ count: Int) -> Bool {
     for i in done..<count { total += values[i] }
     return total.isFinite
 }
+
+/// destination[i] += source[i].
+public func accumulate(_ source: UnsafePointer<Float>, into destination: UnsafeMutablePointer<Float>, count: Int) {
+    let done = forEachVector(count: count) { i in store(load(destination + i) + load(source + i), destination + i) }
+    for i in done..<count { destination[i] += source[i] }
+}

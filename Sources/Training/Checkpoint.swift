@@ -51,7 +51,9 @@ public enum Checkpoint {
     }
 
     public static func write(_ info: CheckpointInfo, model: VAE, optimizer: Adam, to path: String) throws {
-        let json = try JSONEncoder().encode(info)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys  // the same state gives the same bytes, whatever the rank count
+        let json = try encoder.encode(info)
         let count = model.parameters.count
         var body = Data(json)
         for buffer in stateBuffers(model: model, optimizer: optimizer) {

@@ -1,11 +1,14 @@
 import VAECluster
+import VAEData
 import VAEEngine
 
 /// One data-parallel optimisation step, the same on every rank:
 ///   1. draw the noise of this rank's piece of the global batch (keyed by global position),
 ///   2. forward and backward on the piece, gradients scaled by 1 / global batch size, so that
-///      their sum over ranks is the gradient of the global batch mean,
-///   3. one allreduce over the flat gradient buffer, the loss sums riding along at its tail,
+///      their sum over ranks is the gradient of the global batch mean; the piece's images are
+///      summed over a GradientTree, so the sum does not depend on the split,
+///   3. one allreduce over the flat gradient buffer, the loss sums riding along at its tail
+///      (summed over the same tree, so that they too are the same bits for any split),
 ///   4. stop before any update if anything is not finite, on every rank alike,
 ///   5. the same Adam update on every rank.
 public final class StepRunner {
@@ -14,37 +17,56 @@ public final class StepRunner {
     public let communicator: Communicator
     public let globalBatch: Int
     public let seed: UInt64
+    private let tree: GradientTree
     /// Seconds spent in the allreduce, summed over steps (for the communication share).
     public private(set) var reduceSeconds = 0.0
 
     /// Loss sums appended to the gradients: reconstruction, KL, images.
     static let tailSlots = 3
 
+    /// The most images the model runs at once on one rank: the largest piece, or one leaf of the
+    /// gradient tree if that is smaller.
+    public static func modelBatch(globalBatch: Int, ranks: Int) -> Int {
+        min(largestPiece(globalBatch: globalBatch, ranks: ranks), GradientTree.leafImages)
+    }
+
+    static func largestPiece(globalBatch: Int, ranks: Int) -> Int {
+        EpochPlan.pieceRange(batchSize: globalBatch, rank: 0, ranks: ranks).count
+    }
+
     public init(model: VAE, optimizer: Adam, communicator: Communicator, globalBatch: Int, seed: UInt64) {
         precondition(model.parameters.gradients.count >= model.parameters.count + StepRunner.tailSlots,
                      "the gradient buffer needs room for the loss sums")
+        precondition(model.maxBatch >= StepRunner.modelBatch(globalBatch: globalBatch, ranks: communicator.size),
+                     "the model needs room for one leaf of the gradient tree")
         self.model = model
         self.optimizer = optimizer
         self.communicator = communicator
         self.globalBatch = globalBatch
         self.seed = seed
+        tree = GradientTree(parameters: model.parameters, values: model.parameters.count + StepRunner.tailSlots,
+                            largestPiece: StepRunner.largestPiece(globalBatch: globalBatch, ranks: communicator.size))
     }
 
     /// Trains on this rank's piece: `count` images at positions firstPosition... of global batch `step`.
     /// Returns the loss sums of the whole global batch.
     public func run(images: UnsafePointer<Float>, count: Int, firstPosition: Int, step: Int) throws -> LossSums {
         let parameters = model.parameters
-        model.drawNoise(seed: seed, step: step, firstPosition: firstPosition, batch: count)
-        let local = model.loss(images, batch: count, gradientScale: 1 / Float(globalBatch))
-        let tail = parameters.gradients.pointer + parameters.count
-        tail[0] = Float(local.reconstruction)
-        tail[1] = Float(local.kl)
-        tail[2] = Float(local.images)
+        tree.sum(0..<count) { leaf in
+            model.drawNoise(seed: seed, step: step, firstPosition: firstPosition + leaf.lowerBound, batch: leaf.count)
+            let sums = model.loss(images + leaf.lowerBound * model.config.imageValues, batch: leaf.count,
+                                  gradientScale: 1 / Float(globalBatch))
+            let tail = parameters.gradientTarget + parameters.count
+            tail[0] = Float(sums.reconstruction)
+            tail[1] = Float(sums.kl)
+            tail[2] = Float(sums.images)
+        }
 
         let start = monotonicSeconds()
         communicator.allreduceSum(parameters.gradients.pointer, count: parameters.count + StepRunner.tailSlots)
         reduceSeconds += monotonicSeconds() - start
 
+        let tail = parameters.gradients.pointer + parameters.count
         let total = LossSums(reconstruction: Double(tail[0]), kl: Double(tail[1]), images: Int(tail[2].rounded()))
         guard total.reconstruction.isFinite, total.kl.isFinite, allFinite(parameters.gradients.pointer, parameters.count)
         else {

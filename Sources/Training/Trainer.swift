@@ -97,9 +97,9 @@ public final class Trainer {
                                 collective: true)
         }
         totalSteps = min(options.epochs * stepsPerEpoch, options.maxSteps ?? Int.max)
-        // Rank 0 holds the largest piece of a global batch; the grids decode two rows of images.
-        let largestPiece = EpochPlan.pieceRange(batchSize: options.batch, rank: 0, ranks: communicator.size).count
-        model = try VAE(config: config, maxBatch: max(largestPiece, 2 * Trainer.gridColumns))
+        // The grids decode two rows of images.
+        model = try VAE(config: config, maxBatch: max(StepRunner.modelBatch(globalBatch: options.batch, ranks: communicator.size),
+                                                      2 * Trainer.gridColumns))
         optimizer = Adam(parameterCount: model.parameters.count, learningRate: options.learningRate)
         runner = StepRunner(model: model, optimizer: optimizer, communicator: communicator,
                             globalBatch: options.batch, seed: options.seed)
@@ -262,12 +262,12 @@ public final class Trainer {
         while start < indices.count {
             let size = min(options.batch, indices.count - start)
             let piece = EpochPlan.pieceRange(batchSize: size, rank: communicator.rank, ranks: communicator.size)
-            if !piece.isEmpty {
-                dataset.loadFloats(indices[(start + piece.lowerBound)..<(start + piece.upperBound)],
-                                   into: evaluationImages.pointer)
+            for first in stride(from: piece.lowerBound, to: piece.upperBound, by: model.maxBatch) {
+                let count = min(model.maxBatch, piece.upperBound - first)
+                dataset.loadFloats(indices[(start + first)..<(start + first + count)], into: evaluationImages.pointer)
                 model.drawNoise(seed: options.seed, step: Trainer.evaluationNoiseStep + batchNumber,
-                                firstPosition: piece.lowerBound, batch: piece.count)
-                local += model.loss(evaluationImages.pointer, batch: piece.count)
+                                firstPosition: first, batch: count)
+                local += model.loss(evaluationImages.pointer, batch: count)
             }
             start += size
             batchNumber += 1

@@ -32,33 +32,41 @@ import Testing
         }
     }
 
-    /// 2 and 3 ranks against one process. The ranks sum their gradients in another order than one
-    /// process does, so the parameters differ by rounding: after 2 steps by about 2e-6 (max-norm,
-    /// relative), held here to 1e-5. Rounding differences then tip ReLUs that sit near zero (the
-    /// synthetic faces have large flat regions, so whole areas tip at once) and Adam turns them into
-    /// step-sized differences of a few parameters; changing the BLAS thread count of one process
-    /// does the same. So after 20 steps the test holds the losses to 1e-4 (measured within 2e-6) and
-    /// the parameter vectors to 5e-3 in norm (measured 5e-4 to 1e-3).
+    /// 2, 3 and 4 ranks against one process, 2 and 20 steps. The gradient tree makes 2 ranks add
+    /// exactly what one process adds, so their checkpoints and losses are the same bits. For 4 ranks
+    /// that also needs the allreduce to add the pieces pairwise, (0+1)+(2+3): MPI does not promise
+    /// an order, but Open MPI at this message size does so (a checked property of this MPI, not of
+    /// the program). 3 ranks split a batch of 64 into 22+21+21, which are not nodes of the tree, so
+    /// their sums differ in the last bits; rounding then tips ReLUs that sit near zero and Adam
+    /// turns that into step-sized differences of a few parameters: after 20 steps the test holds
+    /// 3 ranks' losses to 1e-4 (measured within 2e-6) and parameters to 5e-3 in norm (measured 5e-4).
     @Test func rankCountsFollowTheSameTrajectory() throws {
         for steps in [2, 20] {
             let single = try runCommand(vaeBinary, train("single\(steps)", steps: steps))
             try #require(single.status == 0, "single process failed: \(single.error)")
             let reference = try checkpointParameters(scratch.file("single\(steps)/checkpoint.bin"))
+            let referenceBytes = try Data(contentsOf: URL(fileURLWithPath: scratch.file("single\(steps)/checkpoint.bin")))
             let referenceLosses = try losses("single\(steps)")
-            for ranks in [2, 3] {
+            for ranks in [2, 3, 4] {
                 let run = "ranks\(ranks)-\(steps)"
                 let result = try runMPI(ranks: ranks, train(run, steps: steps))
                 try #require(result.status == 0, "\(ranks) ranks failed: \(result.error)")
-                let parameters = try checkpointParameters(scratch.file("\(run)/checkpoint.bin"))
-                if steps == 2 {
-                    #expect(maximumRelativeDifference(reference, parameters) < 1e-5, "\(ranks) ranks, \(steps) steps")
-                } else {
-                    #expect(normRelativeDifference(reference, parameters) < 5e-3, "\(ranks) ranks, \(steps) steps")
-                }
-                // Only rank 0 writes metrics and prints: nothing appears twice.
                 let runLosses = try losses(run)
+                // Only rank 0 writes metrics and prints: nothing appears twice.
                 #expect(runLosses.count == referenceLosses.count)
-                #expect(zip(runLosses, referenceLosses).allSatisfy { abs($0 - $1) < 1e-4 * $1 }, "\(ranks) ranks")
+                if ranks == 3 {
+                    let parameters = try checkpointParameters(scratch.file("\(run)/checkpoint.bin"))
+                    if steps == 2 {
+                        #expect(maximumRelativeDifference(reference, parameters) < 1e-5)
+                    } else {
+                        #expect(normRelativeDifference(reference, parameters) < 5e-3)
+                    }
+                    #expect(zip(runLosses, referenceLosses).allSatisfy { abs($0 - $1) < 1e-4 * $1 })
+                } else {
+                    let bytes = try Data(contentsOf: URL(fileURLWithPath: scratch.file("\(run)/checkpoint.bin")))
+                    #expect(bytes == referenceBytes, "\(ranks) ranks, \(steps) steps: checkpoints differ")
+                    #expect(runLosses == referenceLosses, "\(ranks) ranks, \(steps) steps")
+                }
                 #expect(result.output.components(separatedBy: "training 64x64x3").count == 2)
                 #expect(result.output.contains("\(ranks) MPI ranks"))
                 #expect(result.error.isEmpty, "stderr: \(result.error)")
@@ -72,7 +80,7 @@ import Testing
         try #require(shared.status == 0 && tcp.status == 0, "\(shared.error)\(tcp.error)")
         let a = try checkpointParameters(scratch.file("shared/checkpoint.bin"))
         let b = try checkpointParameters(scratch.file("tcp/checkpoint.bin"))
-        #expect(maximumRelativeDifference(a, b) < 1e-5)
+        #expect(a == b)
     }
 
     /// A diverging run stops on every rank with one error line, and leaves the last checkpoint as it was.

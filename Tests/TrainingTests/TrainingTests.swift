@@ -3,7 +3,7 @@ import Testing
 import VAECluster
 import VAEData
 import VAEEngine
-import VAETraining
+@testable import VAETraining
 
 /// Training in one process, on faces the project generates.
 @Suite struct TrainingTests {
@@ -35,6 +35,35 @@ import VAETraining
         #expect(thirds[1] < 0.9 * thirds[0] && thirds[2] < 0.97 * thirds[1], "loss by thirds: \(thirds)")
         // Measured: about 0.67 of the first step's loss after 300 steps.
         #expect(losses.suffix(20).reduce(0, +) / 20 < 0.8 * losses[0], "first \(losses[0]), last \(losses.suffix(20))")
+    }
+
+    /// The gradient tree: the whole batch's sum is, bit for bit, its two halves' sums added (what
+    /// 2 ranks compute), and it is the batch's gradient (against one pass over all the images).
+    @Test func gradientTreeSumIsTheSameWhenSplitInTwo() throws {
+        let batch = 48  // halves of 24, leaves of 12
+        let model = try VAE(config: config, maxBatch: batch)
+        model.parameters.initialize(seed: 2)
+        let images = SyntheticFaces(seed: 4, imageSize: config.imageSize).floatImages(count: batch)
+        let parameters = model.parameters
+        func leaf(_ range: Range<Int>) {
+            model.drawNoise(seed: 1, step: 0, firstPosition: range.lowerBound, batch: range.count)
+            model.loss(images.pointer + range.lowerBound * config.imageValues, batch: range.count,
+                       gradientScale: 1 / Float(batch))
+        }
+        func gradients() -> [Float] { Array(parameters.gradients.buffer.prefix(parameters.count)) }
+        let tree = GradientTree(parameters: parameters, values: parameters.count, largestPiece: batch)
+        tree.sum(0..<batch, leaf: leaf)
+        let whole = gradients()
+        tree.sum(0..<(batch / 2), leaf: leaf)
+        let left = gradients()
+        tree.sum((batch / 2)..<batch, leaf: leaf)
+        let right = gradients()
+        #expect(whole == zip(left, right).map { $0 + $1 })
+
+        leaf(0..<batch)
+        let onePass = gradients()
+        #expect(onePass != whole, "summed in another order, the last bits differ")
+        #expect(maximumRelativeDifference(onePass, whole) < 1e-5)
     }
 
     @Test func nonFiniteLossStopsBeforeAnyUpdate() throws {
