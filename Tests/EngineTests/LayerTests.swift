@@ -122,6 +122,19 @@ extension ConvTranspose2D: PatchLayer {}
         check(Sigmoid.forward, Sigmoid.backward, Reference.sigmoid, x, upstream)
     }
 
+    /// The vectorised sigmoid over its whole range, value by value, saturating cleanly, NaN kept.
+    @Test func sigmoidIsAccurateEverywhere() {
+        let x = (0..<4001).map { -100 + 0.05 * Double($0) }
+        let y = FloatBuffer(count: x.count + 1)
+        load(x + [.nan], into: y.pointer)
+        Sigmoid.forward(y.pointer, count: x.count + 1)
+        for (i, value) in x.enumerated() {
+            let expected = 1 / (1 + Foundation.exp(-Double(Float(value))))  // of the Float the layer sees
+            #expect(abs(Double(y.pointer[i]) - expected) <= 3e-7 * expected + 1e-37, "sigmoid(\(value)) = \(y.pointer[i])")
+        }
+        #expect(y.pointer[x.count].isNaN)
+    }
+
     private func check(_ forward: (UnsafeMutablePointer<Float>, Int) -> Void,
                        _ backward: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void,
                        _ reference: ([Double]) -> [Double], _ x: [Double], _ upstream: [Double]) {

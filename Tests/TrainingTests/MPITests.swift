@@ -33,28 +33,30 @@ import Testing
     }
 
     /// 2, 3 and 4 ranks against one process, 2 and 20 steps. The gradient tree makes 2 ranks add
-    /// exactly what one process adds, so their checkpoints and losses are the same bits. For 4 ranks
-    /// that also needs the allreduce to add the pieces pairwise, (0+1)+(2+3): MPI does not promise
-    /// an order, but Open MPI at this message size does so (a checked property of this MPI, not of
-    /// the program). 3 ranks split a batch of 64 into 22+21+21, which are not nodes of the tree, so
-    /// their sums differ in the last bits; rounding then tips ReLUs that sit near zero and Adam
-    /// turns that into step-sized differences of a few parameters: after 20 steps the test holds
-    /// 3 ranks' losses to 1e-4 (measured within 2e-6) and parameters to 5e-3 in norm (measured 5e-4).
+    /// exactly what one process adds, so their checkpoints and losses are the same bits. So do 4
+    /// ranks at batch 128 (pieces of 32, a leaf of the tree), which also needs the allreduce to add
+    /// the pieces pairwise, (0+1)+(2+3): MPI does not promise an order, but Open MPI at this message
+    /// size does so (a checked property of this MPI, not of the program). 3 ranks split a batch of
+    /// 64 into 22+21+21, which are not nodes of the tree, so their sums differ in the last bits;
+    /// rounding then tips ReLUs that sit near zero and Adam turns that into step-sized differences
+    /// of a few parameters: after 20 steps the test holds 3 ranks' losses to 1e-4 (measured within
+    /// 2e-6) and parameters to 5e-3 in norm (measured 5e-4).
     @Test func rankCountsFollowTheSameTrajectory() throws {
         for steps in [2, 20] {
-            let single = try runCommand(vaeBinary, train("single\(steps)", steps: steps))
-            try #require(single.status == 0, "single process failed: \(single.error)")
-            let reference = try checkpointParameters(scratch.file("single\(steps)/checkpoint.bin"))
-            let referenceBytes = try Data(contentsOf: URL(fileURLWithPath: scratch.file("single\(steps)/checkpoint.bin")))
-            let referenceLosses = try losses("single\(steps)")
-            for ranks in [2, 3, 4] {
-                let run = "ranks\(ranks)-\(steps)"
-                let result = try runMPI(ranks: ranks, train(run, steps: steps))
+            for (ranks, batch) in [(2, 64), (3, 64), (4, 128)] {
+                let single = "single\(batch)-\(steps)", run = "ranks\(ranks)-\(steps)"
+                let options = ["--batch", "\(batch)"]
+                if !FileManager.default.fileExists(atPath: scratch.file(single)) {
+                    let result = try runCommand(vaeBinary, train(single, steps: steps, extra: options))
+                    try #require(result.status == 0, "single process failed: \(result.error)")
+                }
+                let result = try runMPI(ranks: ranks, train(run, steps: steps, extra: options))
                 try #require(result.status == 0, "\(ranks) ranks failed: \(result.error)")
-                let runLosses = try losses(run)
+                let referenceLosses = try losses(single), runLosses = try losses(run)
                 // Only rank 0 writes metrics and prints: nothing appears twice.
                 #expect(runLosses.count == referenceLosses.count)
                 if ranks == 3 {
+                    let reference = try checkpointParameters(scratch.file("\(single)/checkpoint.bin"))
                     let parameters = try checkpointParameters(scratch.file("\(run)/checkpoint.bin"))
                     if steps == 2 {
                         #expect(maximumRelativeDifference(reference, parameters) < 1e-5)
@@ -63,8 +65,8 @@ import Testing
                     }
                     #expect(zip(runLosses, referenceLosses).allSatisfy { abs($0 - $1) < 1e-4 * $1 })
                 } else {
-                    let bytes = try Data(contentsOf: URL(fileURLWithPath: scratch.file("\(run)/checkpoint.bin")))
-                    #expect(bytes == referenceBytes, "\(ranks) ranks, \(steps) steps: checkpoints differ")
+                    let checkpoint = { (run: String) in try Data(contentsOf: URL(fileURLWithPath: self.scratch.file("\(run)/checkpoint.bin"))) }
+                    #expect(try checkpoint(run) == checkpoint(single), "\(ranks) ranks, \(steps) steps: checkpoints differ")
                     #expect(runLosses == referenceLosses, "\(ranks) ranks, \(steps) steps")
                 }
                 #expect(result.output.components(separatedBy: "training 64x64x3").count == 2)

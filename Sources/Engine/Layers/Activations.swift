@@ -22,7 +22,8 @@ public enum ReLU {
 /// y = 1 / (1 + exp(−x)).  Backward: dx = dy · y · (1 − y).
 public enum Sigmoid {
     public static func forward(_ y: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count { y[i] = 1 / (1 + expf(-y[i])) }
+        let done = forEachVector(count: count) { i in store(1 / (1 + exponential(-load(y + i))), y + i) }
+        for i in done..<count { y[i] = 1 / (1 + expf(-y[i])) }
     }
 
     public static func backward(output y: UnsafePointer<Float>, _ gradient: UnsafeMutablePointer<Float>, count: Int) {
