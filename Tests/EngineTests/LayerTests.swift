@@ -36,9 +36,11 @@ extension ConvTranspose2D: PatchLayer {}
     /// Three images, processed one per GEMM (a 1-byte patch budget), so that chunking is exercised.
     let n = 3
 
-    @Test func conv2DForwardAndBackward() {
-        // [3, 6, 6, 3] → [3, 3, 3, 4]: odd output sides exercise both padded borders.
-        let (h, w, ci, co) = (6, 6, 3, 4)
+    /// [3, 6, 6, Cin] → [3, 3, 3, Cout]: odd output sides exercise both padded borders; few and
+    /// many channels exercise the short and long copy runs of im2col and col2im.
+    @Test(arguments: [(3, 4), (16, 5)])
+    func conv2DForwardAndBackward(ci: Int, co: Int) {
+        let (h, w) = (6, 6)
         let store = ParameterStore()
         let conv = Conv2D(name: "c", height: h, width: w, inChannels: ci, outChannels: co, maxBatch: n, parameters: store,
                           patchBudget: 1)
@@ -48,8 +50,10 @@ extension ConvTranspose2D: PatchLayer {}
         }
     }
 
-    @Test func convTranspose2DForwardAndBackward() {
-        let (h, w, ci, co) = (3, 3, 4, 3)
+    /// [3, 3, 3, Cin] → [3, 6, 6, Cout], with few and many channels.
+    @Test(arguments: [(4, 3), (5, 16)])
+    func convTranspose2DForwardAndBackward(ci: Int, co: Int) {
+        let (h, w) = (3, 3)
         let store = ParameterStore()
         let deconv = ConvTranspose2D(name: "d", height: h, width: w, inChannels: ci, outChannels: co, maxBatch: n,
                                      parameters: store, patchBudget: 1)
