@@ -17,10 +17,11 @@ public struct PatchGeometry {
     /// Images whose patch matrix fits in `budget` bytes (at least one). With the whole batch's
     /// patches at once (33 MB for the second convolution at batch 64) the GEMM streams them from
     /// memory; `vae bench` measured 480 images/s that way, 620-655 with budgets of 64 KB to 1 MB.
-    /// Several BLAS threads split each GEMM between them, so each gets a budget's worth of rows:
+    /// Later, with the other speed-ups, medians of 3-6 interleaved runs: 128 KB 749, 256 KB 745,
+    /// 512 KB 723, 1 MB 695 images/s. Several BLAS threads split each GEMM between them, so each gets a budget's worth of rows:
     /// with 2 threads and one budget per GEMM, thread start-up per small GEMM made training slower
     /// than with 1 thread.
-    public static var cacheBudget: Int { (512 << 10) * BLAS.threads }
+    public static var cacheBudget: Int { (256 << 10) * BLAS.threads }
 
     func imagesPerChunk(maxBatch: Int, budget: Int) -> Int {
         let bytesPerImage = smallHeight * smallWidth * patchSize * MemoryLayout<Float>.size
