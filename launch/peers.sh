@@ -23,6 +23,7 @@ for round in $(seq "${ROUNDS:-3}"); do
     echo "pytorch 1 thread        $(theirs "$torch" torch_vae.py "${peer[@]}" --threads 1)"
     echo "keras 1 thread          $(theirs "$keras" keras_vae.py --backend tensorflow "${peer[@]}" --threads 1)"
     echo "ours 2 ranks x 1 thread $(ours mpirun "${mpi[@]}" "$vae" bench --threads 1 --steps 200 --repeats 1)"
+    echo "ours 1 rank x 2 threads $(ours "$vae" bench --threads 2 --steps 200 --repeats 1)"
     echo "pytorch 2 threads       $(theirs "$torch" torch_vae.py "${peer[@]}" --threads 2)"
     echo "pytorch 2 channels-last $(theirs "$torch" torch_vae.py "${peer[@]}" --threads 2 --channels-last)"
     echo "keras 2 threads         $(theirs "$keras" keras_vae.py --backend tensorflow "${peer[@]}" --threads 2)"

@@ -4,8 +4,9 @@
 #   launch/train.sh [--ranks N] [--threads T] [--hostfile FILE] [--tcp] [--no-bind] -- TRAIN-ARGS...
 #
 #   --ranks N        MPI ranks (default: the cores of this machine, or the slots of --hostfile)
-#   --threads T      OpenBLAS threads per rank (default 1; ranks x threads should not exceed the
-#                    cores of a machine: oversubscribed cores silently wreck speed)
+#   --threads T      threads per rank, each with one OpenBLAS thread (default 1; ranks x threads
+#                    should not exceed the cores of a machine: oversubscribed cores silently wreck
+#                    speed). The result is the same with any T.
 #   --hostfile FILE  Open MPI hostfile for several machines ("node1 slots=16" per line); every
 #                    machine needs the binary and the dataset at the same path
 #   --tcp            force the TCP transport that separate hosts use (--mca btl tcp,self)
@@ -37,7 +38,7 @@ if [ -z "$hostfile" ] && ((ranks * threads > cores)); then
     echo "train.sh: warning: $ranks ranks x $threads threads exceeds the $cores cores here; expect a large slowdown" >&2
 fi
 
-args=(-np "$ranks" -x "OPENBLAS_NUM_THREADS=$threads" -x "VAE_PROGRESS=$([ -t 1 ] && echo bar || echo lines)")
+args=(-np "$ranks" -x "OPENBLAS_NUM_THREADS=1" -x "VAE_PROGRESS=$([ -t 1 ] && echo bar || echo lines)")
 [ "$(id -u)" -eq 0 ] && args+=(--allow-run-as-root)
 [ -n "$hostfile" ] && args+=(--hostfile "$hostfile")
 ((tcp)) && args+=(--mca btl tcp,self)

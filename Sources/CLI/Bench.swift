@@ -17,7 +17,8 @@ struct Bench: ParsableCommand {
             Under mpirun every rank trains on its piece of each global batch and the ranks allreduce \
             their gradients, exactly as 'vae train' does; rank 0 reports the global rate, the \
             allreduce's share of the time and the time of one allreduce of the gradients. \
-            launch/bench.sh compares 1 rank x 1 thread, 1 rank x 2 threads and 2 ranks x 1 thread.
+            launch/bench.sh compares 1 rank x 1 thread, 1 rank with 2 OpenBLAS threads, 1 rank x 2 threads \
+            and 2 ranks x 1 thread.
 
             Always run it from a release build (swift build -c release). Example:
               .build/release/vae bench --threads 1 --steps 100 --repeats 3
@@ -37,14 +38,17 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed runs; the median is reported.")
     var repeats = 3
 
-    @Option(help: "OpenBLAS threads (the engine itself runs on one thread).")
+    @Option(help: "Threads per rank, each computing leaves of the gradient tree with one OpenBLAS thread.")
     var threads = 1
+
+    @Option(help: "OpenBLAS threads per thread.")
+    var blasThreads = 1
 
     @Option(help: "Distinct generated images cycled through.")
     var images = 1024
 
     func validate() throws {
-        for (name, value) in [("--batch", batch), ("--steps", steps), ("--repeats", repeats), ("--threads", threads),
+        for (name, value) in [("--batch", batch), ("--steps", steps), ("--repeats", repeats), ("--threads", threads), ("--blas-threads", blasThreads),
                               ("--images", images)] where value <= 0 {
             throw ValidationError("\(name) must be positive, got \(value)")
         }
@@ -54,7 +58,7 @@ struct Bench: ParsableCommand {
     func run() throws {
         let communicator = Communicator()
         defer { communicator.finish() }
-        BLAS.threads = threads
+        BLAS.threads = blasThreads
         let config = try model.config()
         guard batch >= communicator.size else {
             throw ValidationError("--batch \(batch) is smaller than the \(communicator.size) ranks")
@@ -62,15 +66,16 @@ struct Bench: ParsableCommand {
         let piece = EpochPlan.pieceRange(batchSize: batch, rank: communicator.rank, ranks: communicator.size)
         let vae = try VAE(config: config, maxBatch: StepRunner.modelBatch(globalBatch: batch, ranks: communicator.size))
         vae.parameters.initialize(seed: 1)
-        let runner = StepRunner(model: vae, optimizer: Adam(parameterCount: vae.parameters.count),
-                                communicator: communicator, globalBatch: batch, seed: 1)
+        let runner = try StepRunner(model: vae, optimizer: Adam(parameterCount: vae.parameters.count),
+                                    communicator: communicator, globalBatch: batch, seed: 1, threads: threads)
         let data = SyntheticFaces(seed: 1, imageSize: config.imageSize).floatImages(count: max(images, batch))
         func report(_ line: String) { if communicator.isRoot { print(line) } }
 
         let flops = Double(vae.trainingFLOPsPerImage)
         report("model: \(model.preset): \(config.summary); \(vae.parameters.count) parameters; "
                + String(format: "%.1f MFLOP per image (forward + backward)", flops / 1e6))
-        report("\(communicator.description); BLAS: \(BLAS.configuration), \(BLAS.threads) thread(s) per rank")
+        report("\(communicator.description); \(runner.threads) thread(s) per rank; BLAS: \(BLAS.configuration), "
+               + "\(BLAS.threads) thread(s) per thread")
         let peak = BLAS.measurePeakGFLOPS()
         report(String(format: "SGEMM 1536x1536x1536 on one rank: %.1f GFLOP/s", peak))
 
@@ -101,8 +106,10 @@ struct Bench: ParsableCommand {
             report(String(format: "allreduce of %.1f MB of gradients: %.2f ms; %.1f%% of training time",
                           Double(4 * vae.parameters.count) / 1e6, 1000 * allreduceSeconds(runner), 100 * median(reduceShares)))
         }
+        // The peak was measured with one thread's OpenBLAS threads; every thread of every rank has one.
+        let peaks = communicator.size * runner.threads
         report(String(format: "training: %.0f images/s (median of %d), %.1f GFLOP/s = %.0f%% of %d x SGEMM peak",
-                      rate, repeats, achieved, 100 * achieved / (peak * Double(communicator.size)), communicator.size))
+                      rate, repeats, achieved, 100 * achieved / (peak * Double(peaks)), peaks))
     }
 
     /// Median time of one allreduce of the whole gradient buffer, alone.

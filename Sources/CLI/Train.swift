@@ -57,14 +57,28 @@ struct Train: ParsableCommand {
     @Flag(help: "Continue the run in --out from its checkpoint.")
     var resume = false
 
-    @Option(help: ArgumentHelp("OpenBLAS threads per rank (default: OPENBLAS_NUM_THREADS, else 1).", valueName: "n"))
+    @Option(help: ArgumentHelp("""
+        Threads per rank, each with one OpenBLAS thread (default: every core for a single process, \
+        1 under mpirun). They share a rank's piece of the batch along the gradient tree, so the \
+        result is the same bits with any count.
+        """, valueName: "n"))
     var threads: Int?
+
+    @Option(help: ArgumentHelp("""
+        OpenBLAS threads per thread (default: OPENBLAS_NUM_THREADS, else 1). This model's products \
+        are too small to share well: threads or ranks use cores better.
+        """, valueName: "n"))
+    var blasThreads: Int?
+
 
     func run() throws {
         let communicator = Communicator()
         defer { communicator.finish() }
         do {
-            BLAS.threads = threads ?? ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"].flatMap(Int.init) ?? 1
+            for (name, value) in [("--threads", threads), ("--blas-threads", blasThreads)] where value ?? 1 <= 0 {
+                throw TrainingError("\(name) must be positive, got \(value!)", collective: true)
+            }
+            BLAS.threads = blasThreads ?? ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"].flatMap(Int.init) ?? 1
             var options = TrainingOptions(data: data, runDirectory: out)
             options.epochs = epochs
             options.batch = batch
@@ -74,6 +88,7 @@ struct Train: ParsableCommand {
             options.checkEvery = checkEvery
             options.maxSteps = maxSteps
             options.resume = resume
+            options.threads = threads ?? (communicator.size > 1 ? 1 : ProcessInfo.processInfo.activeProcessorCount)
             _ = try Trainer(config: try model.config(), options: options, communicator: communicator).run()
         } catch {
             report(error, communicator: communicator)

@@ -60,9 +60,15 @@ public final class ParameterStore {
 
     /// Lays out the value and gradient buffers once every parameter is declared. The gradient
     /// buffer has `gradientTail` spare values after the gradients, so that statistics (loss sums)
-    /// can ride along in the same collective call.
-    public func allocate(gradientTail: Int = 4) {
-        values = FloatBuffer(count: count)
+    /// can ride along in the same collective call. A replica of a model (for a second thread) reads
+    /// the values of `primary`, which must have the same layout, and has gradients of its own.
+    public func allocate(gradientTail: Int = 4, sharingValuesWith primary: ParameterStore? = nil) {
+        if let primary {
+            precondition(primary.parameters.map(\.shape) == parameters.map(\.shape), "a replica has the primary's layout")
+            values = primary.values
+        } else {
+            values = FloatBuffer(count: count)
+        }
         gradients = FloatBuffer(count: count + gradientTail)
         gradientTarget = gradients.pointer
     }

@@ -28,7 +28,9 @@ public final class VAE {
     private let denseOutputs: [FloatBuffer], denseGradients: [FloatBuffer]
     private let decoderOutputs: [FloatBuffer], decoderGradients: [FloatBuffer]
 
-    public init(config: ModelConfig, maxBatch: Int) throws {
+    /// A model with parameters of its own, or, with `primary`, a replica for another thread: it
+    /// reads the primary's parameter values and has its own activations and gradient buffer.
+    public init(config: ModelConfig, maxBatch: Int, sharingParametersWith primary: VAE? = nil) throws {
         try config.validate()
         guard maxBatch > 0 else { throw ConfigError("batch size must be positive, got \(maxBatch)") }
         self.config = config
@@ -62,7 +64,7 @@ public final class VAE {
             channels = outChannels
         }
         self.decoder = decoder
-        parameters.allocate()
+        parameters.allocate(sharingValuesWith: primary?.parameters)
 
         func buffers(_ sizes: [Int]) -> [FloatBuffer] { sizes.map { FloatBuffer(count: maxBatch * $0) } }
         encoderOutputs = buffers(encoder.map(\.outputSize))

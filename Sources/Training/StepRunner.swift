@@ -17,6 +17,8 @@ public final class StepRunner {
     public let communicator: Communicator
     public let globalBatch: Int
     public let seed: UInt64
+    /// Leaves of the gradient tree computed at once, each on its own model replica.
+    public let threads: Int
     private let tree: GradientTree
     /// Seconds spent in the allreduce, summed over steps (for the communication share).
     public private(set) var reduceSeconds = 0.0
@@ -34,29 +36,39 @@ public final class StepRunner {
         EpochPlan.pieceRange(batchSize: globalBatch, rank: 0, ranks: ranks).count
     }
 
-    public init(model: VAE, optimizer: Adam, communicator: Communicator, globalBatch: Int, seed: UInt64) {
+    /// `threads` model replicas compute leaves of the gradient tree at once (at most as many as
+    /// the largest piece has leaves); each should have one OpenBLAS thread.
+    public init(model: VAE, optimizer: Adam, communicator: Communicator, globalBatch: Int, seed: UInt64,
+                threads: Int = 1) throws {
         precondition(model.parameters.gradients.count >= model.parameters.count + StepRunner.tailSlots,
                      "the gradient buffer needs room for the loss sums")
         precondition(model.maxBatch >= StepRunner.modelBatch(globalBatch: globalBatch, ranks: communicator.size),
                      "the model needs room for one leaf of the gradient tree")
+        precondition(threads > 0, "at least one thread")
         self.model = model
         self.optimizer = optimizer
         self.communicator = communicator
         self.globalBatch = globalBatch
         self.seed = seed
-        tree = GradientTree(parameters: model.parameters, values: model.parameters.count + StepRunner.tailSlots,
-                            largestPiece: StepRunner.largestPiece(globalBatch: globalBatch, ranks: communicator.size))
+        let largestPiece = StepRunner.largestPiece(globalBatch: globalBatch, ranks: communicator.size)
+        let leaves = (largestPiece + GradientTree.leafImages - 1) / GradientTree.leafImages
+        self.threads = min(threads, leaves)
+        let replicas = try (1..<self.threads).map { _ in
+            try VAE(config: model.config, maxBatch: model.maxBatch, sharingParametersWith: model)
+        }
+        tree = GradientTree(models: [model] + replicas, values: model.parameters.count + StepRunner.tailSlots,
+                            largestPiece: largestPiece)
     }
 
     /// Trains on this rank's piece: `count` images at positions firstPosition... of global batch `step`.
     /// Returns the loss sums of the whole global batch.
     public func run(images: UnsafePointer<Float>, count: Int, firstPosition: Int, step: Int) throws -> LossSums {
         let parameters = model.parameters
-        tree.sum(0..<count) { leaf in
+        tree.sum(0..<count) { leaf, model in
             model.drawNoise(seed: seed, step: step, firstPosition: firstPosition + leaf.lowerBound, batch: leaf.count)
             let sums = model.loss(images + leaf.lowerBound * model.config.imageValues, batch: leaf.count,
                                   gradientScale: 1 / Float(globalBatch))
-            let tail = parameters.gradientTarget + parameters.count
+            let tail = model.parameters.gradientTarget + model.parameters.count
             tail[0] = Float(sums.reconstruction)
             tail[1] = Float(sums.kl)
             tail[2] = Float(sums.images)

@@ -24,6 +24,9 @@ public struct TrainingOptions: Codable, Sendable {
     public var maxSteps: Int?
     /// Continue the run in `runDirectory` from its checkpoint.
     public var resume = false
+    /// Threads per rank, each computing leaves of the gradient tree with one OpenBLAS thread.
+    /// The result does not depend on it.
+    public var threads = 1
 
     public init(data: String, runDirectory: String) {
         self.data = data
@@ -101,8 +104,8 @@ public final class Trainer {
         model = try VAE(config: config, maxBatch: max(StepRunner.modelBatch(globalBatch: options.batch, ranks: communicator.size),
                                                       2 * Trainer.gridColumns))
         optimizer = Adam(parameterCount: model.parameters.count, learningRate: options.learningRate)
-        runner = StepRunner(model: model, optimizer: optimizer, communicator: communicator,
-                            globalBatch: options.batch, seed: options.seed)
+        runner = try StepRunner(model: model, optimizer: optimizer, communicator: communicator,
+                                globalBatch: options.batch, seed: options.seed, threads: options.threads)
         evaluationImages = FloatBuffer(count: model.maxBatch * config.imageValues)
     }
 
@@ -176,7 +179,8 @@ public final class Trainer {
         var model: ModelConfig
         var training: TrainingOptions
         var ranks: Int
-        var blasThreadsPerRank: Int
+        var threadsPerRank: Int
+        var blasThreadsPerThread: Int
         var parameters: Int
         var trainingImages: Int
         var validationImages: Int
@@ -184,7 +188,8 @@ public final class Trainer {
     }
 
     private func writeRunConfiguration() throws {
-        let run = RunConfiguration(model: config, training: options, ranks: communicator.size, blasThreadsPerRank: BLAS.threads,
+        let run = RunConfiguration(model: config, training: options, ranks: communicator.size, threadsPerRank: runner.threads,
+                                   blasThreadsPerThread: BLAS.threads,
                                    parameters: model.parameters.count, trainingImages: trainingIndices.count,
                                    validationImages: validationIndices.count, dataset: dataset.provenance.source)
         let encoder = JSONEncoder()

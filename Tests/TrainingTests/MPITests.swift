@@ -140,6 +140,7 @@ import Testing
         (["--latent", "0"], "latent size must be between"),
         (["--encoder-channels", "32,x"], "comma-separated whole numbers"),
         (["--batch", "0"], "batch"),
+        (["--threads", "0"], "--threads must be positive"),
         (["--data", "/nonexistent/faces.vaeds"], "/nonexistent/faces.vaeds"),
     ])
     func badInputGetsOneClearLine(arguments: [String], message: String) throws {

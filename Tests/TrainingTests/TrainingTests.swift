@@ -10,11 +10,11 @@ import VAEEngine
     /// A small model on 32x32 faces keeps a few hundred steps quick.
     let config = ModelConfig(imageSize: 32, encoderChannels: [16, 16], latent: 16, decoderWidths: [64])
 
-    func makeRunner(batch: Int, learningRate: Float = 0.001) throws -> StepRunner {
+    func makeRunner(batch: Int, learningRate: Float = 0.001, threads: Int = 1) throws -> StepRunner {
         let model = try VAE(config: config, maxBatch: batch)
         model.parameters.initialize(seed: 5)
-        return StepRunner(model: model, optimizer: Adam(parameterCount: model.parameters.count, learningRate: learningRate),
-                          communicator: Communicator(), globalBatch: batch, seed: 5)
+        return try StepRunner(model: model, optimizer: Adam(parameterCount: model.parameters.count, learningRate: learningRate),
+                              communicator: Communicator(), globalBatch: batch, seed: 5, threads: threads)
     }
 
     @Test func lossDropsSteadilyOnGeneratedFaces() throws {
@@ -38,32 +38,53 @@ import VAEEngine
     }
 
     /// The gradient tree: the whole batch's sum is, bit for bit, its two halves' sums added (what
-    /// 2 ranks compute), and it is the batch's gradient (against one pass over all the images).
+    /// 2 ranks compute) and the sum two threads compute, and it is the batch's gradient (against
+    /// one pass over all the images).
     @Test func gradientTreeSumIsTheSameWhenSplitInTwo() throws {
-        let batch = 48  // halves of 24, leaves of 12
-        let model = try VAE(config: config, maxBatch: batch)
+        let batch = 96  // halves of 48, leaves of 24
+        let model = try VAE(config: config, maxBatch: GradientTree.leafImages)
         model.parameters.initialize(seed: 2)
         let images = SyntheticFaces(seed: 4, imageSize: config.imageSize).floatImages(count: batch)
-        let parameters = model.parameters
-        func leaf(_ range: Range<Int>) {
+        let values = model.parameters.count
+        func leaf(_ range: Range<Int>, _ model: VAE) {
             model.drawNoise(seed: 1, step: 0, firstPosition: range.lowerBound, batch: range.count)
             model.loss(images.pointer + range.lowerBound * config.imageValues, batch: range.count,
                        gradientScale: 1 / Float(batch))
         }
-        func gradients() -> [Float] { Array(parameters.gradients.buffer.prefix(parameters.count)) }
-        let tree = GradientTree(parameters: parameters, values: parameters.count, largestPiece: batch)
+        func gradients(_ model: VAE) -> [Float] { Array(model.parameters.gradients.buffer.prefix(values)) }
+        let tree = GradientTree(models: [model], values: values, largestPiece: batch)
         tree.sum(0..<batch, leaf: leaf)
-        let whole = gradients()
+        let whole = gradients(model)
         tree.sum(0..<(batch / 2), leaf: leaf)
-        let left = gradients()
+        let left = gradients(model)
         tree.sum((batch / 2)..<batch, leaf: leaf)
-        let right = gradients()
+        let right = gradients(model)
         #expect(whole == zip(left, right).map { $0 + $1 })
 
-        leaf(0..<batch)
-        let onePass = gradients()
+        let replica = try VAE(config: config, maxBatch: GradientTree.leafImages, sharingParametersWith: model)
+        GradientTree(models: [model, replica], values: values, largestPiece: batch).sum(0..<batch, leaf: leaf)
+        #expect(gradients(model) == whole, "two threads")
+
+        let wide = try VAE(config: config, maxBatch: batch, sharingParametersWith: model)
+        leaf(0..<batch, wide)
+        let onePass = gradients(wide)
         #expect(onePass != whole, "summed in another order, the last bits differ")
         #expect(maximumRelativeDifference(onePass, whole) < 1e-5)
+    }
+
+    /// Training with 2 threads takes the same steps, bit for bit, as with 1.
+    @Test func threadsDoNotChangeTheResult() throws {
+        let (batch, images) = (64, 256)
+        let data = SyntheticFaces(seed: 6, imageSize: config.imageSize).floatImages(count: images)
+        let runners = try [1, 2].map { try makeRunner(batch: batch, threads: $0) }
+        #expect(runners.map(\.threads) == [1, 2])
+        for runner in runners {
+            for step in 0..<5 {
+                _ = try runner.run(images: data.pointer + (step * batch) % images * config.imageValues, count: batch,
+                                   firstPosition: 0, step: step)
+            }
+        }
+        #expect(Array(runners[0].model.parameters.values.buffer) == Array(runners[1].model.parameters.values.buffer))
     }
 
     @Test func nonFiniteLossStopsBeforeAnyUpdate() throws {
