@@ -76,7 +76,7 @@ final class GradientTree {
         let split = team.lowerBound + (team.count + 1) / 2
         let rightDestination = workers[split].model.parameters.gradients.pointer
         withoutActuallyEscaping(leaf) { leaf in
-            let parts = UncheckedSendable {
+            let parts = TwoParts {
                 self.sum(left, into: destination, team: team.lowerBound..<split, leaf: leaf)
             } second: {
                 self.sum(right, into: rightDestination, team: split..<team.upperBound, leaf: leaf)
@@ -108,7 +108,7 @@ final class GradientTree {
 
 /// Two pieces of work for two threads. They touch disjoint buffers (their own models, partial
 /// sums and destinations) and read the shared parameter values, which nothing writes meanwhile.
-private struct UncheckedSendable: @unchecked Sendable {
+private struct TwoParts: @unchecked Sendable {
     let first: () -> Void, second: () -> Void
 
     init(_ first: @escaping () -> Void, second: @escaping () -> Void) {
