@@ -47,16 +47,6 @@ public final class Communicator: @unchecked Sendable {
         MPI_Allreduce(vae_mpi_in_place(), values, Int32(count), vae_mpi_double(), vae_mpi_sum(), vae_mpi_comm_world())
     }
 
-    /// Starts a sum of `count` floats over all ranks in place and returns at once; `wait` completes it.
-    public func startAllreduceSum(_ values: UnsafeMutablePointer<Float>, count: Int) -> PendingReduction {
-        var request: MPI_Request? = vae_mpi_request_null()
-        if usesMPI {
-            MPI_Iallreduce(vae_mpi_in_place(), values, Int32(count), vae_mpi_float(), vae_mpi_sum(), vae_mpi_comm_world(),
-                           &request)
-        }
-        return PendingReduction(request: request)
-    }
-
     /// Copies `bytes` bytes from `root` to every other rank.
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int = 0) {
         guard usesMPI else { return }
@@ -70,14 +60,6 @@ public final class Communicator: @unchecked Sendable {
         var all = [UInt64](repeating: 0, count: size)
         MPI_Allgather(&mine, 1, vae_mpi_uint64(), &all, 1, vae_mpi_uint64(), vae_mpi_comm_world())
         return all
-    }
-
-    /// The largest of every rank's value: ranks agree on a flag (e.g. "I failed") in one call.
-    public func allreduceMax(_ value: Int) -> Int {
-        guard usesMPI else { return value }
-        var mine = Double(value), result = 0.0
-        MPI_Allreduce(&mine, &result, 1, vae_mpi_double(), vae_mpi_max(), vae_mpi_comm_world())
-        return Int(result)
     }
 
     public func barrier() {
@@ -109,11 +91,3 @@ public final class Communicator: @unchecked Sendable {
     }
 }
 
-/// A sum started by `startAllreduceSum`; its buffer must not be touched until `wait` returns.
-public struct PendingReduction {
-    var request: MPI_Request?
-
-    public mutating func wait() {
-        if request != nil && request != vae_mpi_request_null() { MPI_Wait(&request, vae_mpi_status_ignore()) }
-    }
-}

@@ -84,9 +84,8 @@ public final class VAE {
 
     // MARK: Outputs of the last forward pass
 
-    /// mu [batch, L], logvar [batch, L] of the last `encode`.
+    /// mu [batch, L] of the last `encode`.
     public var means: UnsafeMutablePointer<Float> { mu.pointer }
-    public var logVariances: UnsafeMutablePointer<Float> { logvar.pointer }
     /// z [batch, L]: written by the forward pass, or by the caller before `decode`.
     public var latents: UnsafeMutablePointer<Float> { z.pointer }
     /// x̂ [batch, H, W, C] of the last `decode`.

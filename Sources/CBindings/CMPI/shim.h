@@ -8,9 +8,4 @@ static inline MPI_Datatype vae_mpi_double(void) { return MPI_DOUBLE; }
 static inline MPI_Datatype vae_mpi_uint64(void) { return MPI_UINT64_T; }
 static inline MPI_Datatype vae_mpi_byte(void) { return MPI_BYTE; }
 static inline MPI_Op vae_mpi_sum(void) { return MPI_SUM; }
-static inline MPI_Op vae_mpi_max(void) { return MPI_MAX; }
-static inline MPI_Op vae_mpi_min(void) { return MPI_MIN; }
-static inline MPI_Request vae_mpi_request_null(void) { return MPI_REQUEST_NULL; }
-static inline MPI_Status *vae_mpi_status_ignore(void) { return MPI_STATUS_IGNORE; }
-static inline MPI_Status *vae_mpi_statuses_ignore(void) { return MPI_STATUSES_IGNORE; }
 static inline void *vae_mpi_in_place(void) { return MPI_IN_PLACE; }
