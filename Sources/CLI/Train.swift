@@ -10,9 +10,10 @@ struct Train: ParsableCommand {
         discussion: """
             Run it directly for a single process, or under mpirun (launch/train.sh) for data-parallel \
             training: every rank memory-maps the dataset, takes its piece of every shuffled global \
-            batch, and all ranks take the same Adam step after one gradient allreduce. Data order and \
-            noise do not depend on the number of ranks, so 1, 2 or 64 ranks compute the same updates up \
-            to floating-point summation order.
+            batch, and all ranks take the same Adam step after one gradient allreduce. Data order, noise \
+            and the order in which gradients are summed do not depend on the number of ranks or \
+            threads: 1 process and 2 ranks train to the same bits (as do 4 ranks from --batch 128); \
+            other splits agree up to rounding.
 
             Rank 0 writes RUN_DIR: config.json, metrics.jsonl (one JSON line per logged step and per \
             evaluation), checkpoint.bin (each epoch and at the end) and PNG grids of reconstructions and \
