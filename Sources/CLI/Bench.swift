@@ -48,8 +48,8 @@ struct Bench: ParsableCommand {
     var images = 1024
 
     func validate() throws {
-        for (name, value) in [("--batch", batch), ("--steps", steps), ("--repeats", repeats), ("--threads", threads), ("--blas-threads", blasThreads),
-                              ("--images", images)] where value <= 0 {
+        for (name, value) in [("--batch", batch), ("--steps", steps), ("--repeats", repeats), ("--threads", threads),
+                              ("--blas-threads", blasThreads), ("--images", images)] where value <= 0 {
             throw ValidationError("\(name) must be positive, got \(value)")
         }
         if warmup < 0 { throw ValidationError("--warmup must be zero or more, got \(warmup)") }

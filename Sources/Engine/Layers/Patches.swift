@@ -18,7 +18,8 @@ public struct PatchGeometry {
     /// patches at once (33 MB for the second convolution at batch 64) the GEMM streams them from
     /// memory; `vae bench` measured 480 images/s that way, 620-655 with budgets of 64 KB to 1 MB.
     /// Later, with the other speed-ups, medians of 3-6 interleaved runs: 128 KB 749, 256 KB 745,
-    /// 512 KB 723, 1 MB 695 images/s. Several BLAS threads split each GEMM between them, so each gets a budget's worth of rows:
+    /// 512 KB 723, 1 MB 695 images/s. Several BLAS threads split each GEMM between them, so each
+    /// gets a budget's worth of rows:
     /// with 2 threads and one budget per GEMM, thread start-up per small GEMM made training slower
     /// than with 1 thread.
     public static var cacheBudget: Int { (256 << 10) * BLAS.threads }
@@ -83,7 +84,7 @@ public struct PatchGeometry {
         let c = channels
         forEachRun(batch: batch, inside: { run, pixel, taps in
             let first = taps.lowerBound * c
-            addFloats(columns + (run + first), large + (pixel + first), count: taps.count * c)
+            accumulate(columns + (run + first), into: large + (pixel + first), count: taps.count * c)
         }, padding: { _ in })
     }
 }
@@ -100,22 +101,6 @@ func copyFloats(_ source: UnsafePointer<Float>, _ destination: UnsafeMutablePoin
     }
     while i < count {
         destination[i] = source[i]
-        i += 1
-    }
-}
-
-/// destination[0..<count] += source[0..<count], four values at a time (see `copyFloats`).
-@inline(__always)
-func addFloats(_ source: UnsafePointer<Float>, _ destination: UnsafeMutablePointer<Float>, count: Int) {
-    var i = 0
-    while i + 4 <= count {
-        let sum = UnsafeRawPointer(destination + i).loadUnaligned(as: SIMD4<Float>.self)
-            + UnsafeRawPointer(source + i).loadUnaligned(as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(destination + i).storeBytes(of: sum, as: SIMD4<Float>.self)
-        i += 4
-    }
-    while i < count {
-        destination[i] += source[i]
         i += 1
     }
 }
