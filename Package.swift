@@ -1,9 +1,12 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Release builds of the numerical code skip bounds and overflow checks: the hot loops run over
-// unsafe buffers whose sizes are validated once, when the model and data are set up.
-let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+// Release builds of the engine skip preconditions, bounds and overflow checks: its hot loops run
+// over unsafe buffers whose sizes are validated once, when the model is built. Every other target
+// keeps its checks (plain -O): they are not where the time goes, and a wrong size or an Int32
+// conversion that does not fit must trap there rather than corrupt memory. launch/test.sh also
+// runs the suite in a debug build, where the engine's checks run too.
+let uncheckedInRelease: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
 
 let package = Package(
     name: "DistributedVAE",
@@ -26,20 +29,18 @@ let package = Package(
                        providers: [.apt(["libpng-dev"])]),
 
         // The numerical engine: tensors, layers, the VAE, its loss, Adam, random numbers.
-        .target(name: "VAEEngine", dependencies: ["CBLAS"], path: "Sources/Engine", swiftSettings: fast),
+        .target(name: "VAEEngine", dependencies: ["CBLAS"], path: "Sources/Engine", swiftSettings: uncheckedInRelease),
         // Data: CelebA preparation, the dataset file, synthetic faces, sharded batches, images.
-        .target(name: "VAEData", dependencies: ["VAEEngine", "CTurboJPEG", "CPNG"], path: "Sources/Data",
-                swiftSettings: fast),
+        .target(name: "VAEData", dependencies: ["VAEEngine", "CTurboJPEG", "CPNG"], path: "Sources/Data"),
         // Cluster communication: MPI, or a single local process when not launched by mpirun.
-        .target(name: "VAECluster", dependencies: ["CMPI"], path: "Sources/Cluster", swiftSettings: fast),
+        .target(name: "VAECluster", dependencies: ["CMPI"], path: "Sources/Cluster"),
         // Training: the data-parallel loop, checkpoints, metrics, progress.
-        .target(name: "VAETraining", dependencies: ["VAEEngine", "VAEData", "VAECluster"], path: "Sources/Training",
-                swiftSettings: fast),
+        .target(name: "VAETraining", dependencies: ["VAEEngine", "VAEData", "VAECluster"], path: "Sources/Training"),
         // The command line.
         .executableTarget(name: "vae",
                           dependencies: ["VAEEngine", "VAEData", "VAECluster", "VAETraining",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
-                          path: "Sources/CLI", swiftSettings: fast),
+                          path: "Sources/CLI"),
 
         .testTarget(name: "EngineTests", dependencies: ["VAEEngine"], path: "Tests/EngineTests"),
         .testTarget(name: "DataTests", dependencies: ["VAEData", "VAEEngine"], path: "Tests/DataTests"),

@@ -38,7 +38,9 @@ if [ -z "$hostfile" ] && ((ranks * threads > cores)); then
     echo "train.sh: warning: $ranks ranks x $threads threads exceeds the $cores cores here; expect a large slowdown" >&2
 fi
 
-args=(-np "$ranks" -x "OPENBLAS_NUM_THREADS=1" -x "VAE_PROGRESS=$([ -t 1 ] && echo bar || echo lines)")
+# --quiet keeps mpirun's own banners ("N processes exited with non-zero status", MPI_ABORT notes)
+# out of the way: vae prints one line saying what went wrong, and mpirun still exits non-zero.
+args=(--quiet -np "$ranks" -x "OPENBLAS_NUM_THREADS=1" -x "VAE_PROGRESS=$([ -t 1 ] && echo bar || echo lines)")
 [ "$(id -u)" -eq 0 ] && args+=(--allow-run-as-root)
 [ -n "$hostfile" ] && args+=(--hostfile "$hostfile")
 ((tcp)) && args+=(--mca btl tcp,self)

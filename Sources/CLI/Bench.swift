@@ -56,13 +56,23 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
-        let communicator = Communicator()
-        defer { communicator.finish() }
-        BLAS.threads = blasThreads
-        let config = try model.config()
-        guard batch >= communicator.size else {
-            throw ValidationError("--batch \(batch) is smaller than the \(communicator.size) ranks")
+        let communicator = Failure.joinJob()
+        do {
+            try measure(communicator: communicator)
+        } catch {
+            Failure.exitReporting(error, communicator: communicator)
         }
+        communicator.finish()
+    }
+
+    private func measure(communicator: Communicator) throws {
+        let config = try collectively(communicator) { () throws -> ModelConfig in
+            guard batch >= communicator.size else {
+                throw ValidationError("--batch \(batch) is smaller than the \(communicator.size) ranks")
+            }
+            return try model.config()
+        }
+        BLAS.threads = blasThreads
         let piece = EpochPlan.pieceRange(batchSize: batch, rank: communicator.rank, ranks: communicator.size)
         let vae = try VAE(config: config, maxBatch: StepRunner.modelBatch(globalBatch: batch, ranks: communicator.size))
         vae.parameters.initialize(seed: 1)

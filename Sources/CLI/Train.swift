@@ -73,45 +73,34 @@ struct Train: ParsableCommand {
 
 
     func run() throws {
-        let communicator = Communicator()
-        defer { communicator.finish() }
+        let communicator = Failure.joinJob()
         do {
-            for (name, value) in [("--threads", threads), ("--blas-threads", blasThreads)] where value ?? 1 <= 0 {
-                throw TrainingError("\(name) must be positive, got \(value!)", collective: true)
-            }
+            // Every argument is checked on every rank before any other MPI work, and the ranks
+            // agree on the outcome: a bad flag ends the job with one line, not one per rank.
+            let (config, options) = try collectively(communicator) { try validatedInputs(ranks: communicator.size) }
             BLAS.threads = blasThreads ?? ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"].flatMap(Int.init) ?? 1
-            var options = TrainingOptions(data: data, runDirectory: out)
-            options.epochs = epochs
-            options.batch = batch
-            options.learningRate = lr
-            options.seed = seed
-            options.logEvery = logEvery
-            options.checkEvery = checkEvery
-            options.maxSteps = maxSteps
-            options.resume = resume
-            options.threads = threads ?? (communicator.size > 1 ? 1 : ProcessInfo.processInfo.activeProcessorCount)
-            _ = try Trainer(config: try model.config(), options: options, communicator: communicator).run()
+            _ = try Trainer(config: config, options: options, communicator: communicator).run()
         } catch {
-            report(error, communicator: communicator)
-            communicator.finish()
-            throw ExitCode.failure
+            Failure.exitReporting(error, communicator: communicator)
         }
+        communicator.finish()
     }
 
-    /// One line on standard error: an error every rank raised alike is reported by rank 0 alone,
-    /// a rank's own error by that rank, prefixed with its number. An error the other ranks do not
-    /// know about ends the whole job, lest they wait for this rank forever.
-    private func report(_ error: Error, communicator: Communicator) {
-        let prefix = communicator.size > 1 ? "rank \(communicator.rank): " : ""
-        let line = Data("\(prefix)error: \(error)\n".utf8)
-        switch error {
-        case let error as TrainingError where error.isCollective:
-            if communicator.isRoot { FileHandle.standardError.write(line) }
-        case is AgreedFailure:
-            FileHandle.standardError.write(line)
-        default:
-            FileHandle.standardError.write(line)
-            if communicator.size > 1 { communicator.abort(code: 1) }
+    private func validatedInputs(ranks: Int) throws -> (ModelConfig, TrainingOptions) {
+        for (name, value) in [("--threads", threads), ("--blas-threads", blasThreads)] where value ?? 1 <= 0 {
+            throw ValidationError("\(name) must be positive, got \(value!)")
         }
+        var options = TrainingOptions(data: data, runDirectory: out)
+        options.epochs = epochs
+        options.batch = batch
+        options.learningRate = lr
+        options.seed = seed
+        options.logEvery = logEvery
+        options.checkEvery = checkEvery
+        options.maxSteps = maxSteps
+        options.resume = resume
+        options.threads = threads ?? (ranks > 1 ? 1 : ProcessInfo.processInfo.activeProcessorCount)
+        try options.validate(ranks: ranks)
+        return (try model.config(), options)
     }
 }

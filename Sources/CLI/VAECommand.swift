@@ -1,4 +1,5 @@
 import ArgumentParser
+import Glibc
 
 @main
 struct VAECommand: ParsableCommand {
@@ -15,4 +16,25 @@ struct VAECommand: ParsableCommand {
             Run 'vae help <command>' for each command's options.
             """,
         subcommands: [Synth.self, Prepare.self, Inspect.self, Train.self, Bench.self])
+
+    /// Every error ends as one line on standard error (see Failure), not ArgumentParser's usage block.
+    static func main() {
+        var command: ParsableCommand
+        do {
+            command = try parseAsRoot()
+        } catch {
+            Failure.exitAfterParsing(error, command: self)
+        }
+        do {
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                print(fullMessage(for: error))  // `vae` alone: the overview
+            } else if !(error is ExitCode) {
+                Failure.printLine("error: " + message(for: error))
+            }
+            Glibc.exit(code.rawValue)
+        }
+    }
 }

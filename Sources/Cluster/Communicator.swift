@@ -6,10 +6,15 @@ import Glibc
 /// The ranks of a data-parallel job. Under mpirun (or srun) it is MPI_COMM_WORLD; started any
 /// other way it is a single local rank, so the same binary runs alone for debugging without
 /// touching MPI at all.
+///
+/// MPI takes Int32 counts: callers keep every buffer under 2^31 bytes (ModelConfig bounds the
+/// parameter count for that), and the conversions here trap rather than wrap if one does not.
 public final class Communicator: @unchecked Sendable {
     public let rank: Int
     public let size: Int
     public let usesMPI: Bool
+    /// The host each rank runs on, indexed by rank.
+    public private(set) var hosts: [String] = []
     private var finalized = false
 
     /// Variables that mpirun (Open MPI, MPICH/Hydra) or Slurm's srun set in every rank's environment.
@@ -20,21 +25,43 @@ public final class Communicator: @unchecked Sendable {
     }
 
     /// Joins the MPI job when started by a launcher, otherwise stands alone as rank 0 of 1.
-    public init() {
+    /// Throws, on every rank alike, when the MPI library cannot give the thread support we need.
+    public init() throws {
         guard Communicator.launchedByMPI else {
             (rank, size, usesMPI) = (0, 1, false)
+            hosts = [Communicator.localHostName()]
             return
         }
         var provided: Int32 = 0
-        // Only the main thread calls MPI; the data loader thread never does.
+        // Only the main thread calls MPI; the data loader and the gradient tree's threads never do.
         MPI_Init_thread(nil, nil, Int32(MPI_THREAD_FUNNELED), &provided)
         var rank: Int32 = 0, size: Int32 = 0
         MPI_Comm_rank(vae_mpi_comm_world(), &rank)
         MPI_Comm_size(vae_mpi_comm_world(), &size)
         (self.rank, self.size, usesMPI) = (Int(rank), Int(size), true)
+        guard provided >= Int32(MPI_THREAD_FUNNELED) else {
+            finish()
+            throw ClusterError(rank: self.rank,
+                               "the MPI library provides thread level \(provided), below MPI_THREAD_FUNNELED "
+                               + "(\(MPI_THREAD_FUNNELED)) that this program needs; use an MPI built with thread support")
+        }
+        var name = [CChar](repeating: 0, count: Int(MPI_MAX_PROCESSOR_NAME) + 1)
+        var length: Int32 = 0
+        MPI_Get_processor_name(&name, &length)
+        hosts = allgather(text: String(decoding: name.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self))
+    }
+
+    private static func localHostName() -> String {
+        var name = [CChar](repeating: 0, count: 256)
+        gethostname(&name, name.count - 1)
+        return String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     public var isRoot: Bool { rank == 0 }
+
+    /// The lowest rank on this host: the one that does a host's once-per-machine work, such as
+    /// verifying its copy of the dataset.
+    public var isFirstOnHost: Bool { hosts.firstIndex(of: hosts[rank]) == rank }
 
     /// Sums `count` floats over all ranks, in place; every rank receives the total.
     public func allreduceSum(_ values: UnsafeMutablePointer<Float>, count: Int) {
@@ -53,13 +80,30 @@ public final class Communicator: @unchecked Sendable {
         MPI_Bcast(buffer, Int32(bytes), vae_mpi_byte(), Int32(root), vae_mpi_comm_world())
     }
 
-    /// Every rank's value, indexed by rank.
+    /// Every rank's values, indexed by rank; every rank passes the same number of values.
+    public func allgather(_ values: [UInt64]) -> [[UInt64]] {
+        guard usesMPI else { return [values] }
+        var all = [UInt64](repeating: 0, count: size * values.count)
+        MPI_Allgather(values, Int32(values.count), vae_mpi_uint64(), &all, Int32(values.count), vae_mpi_uint64(),
+                      vae_mpi_comm_world())
+        return (0..<size).map { Array(all[($0 * values.count)..<(($0 + 1) * values.count)]) }
+    }
+
     public func allgather(_ value: UInt64) -> [UInt64] {
-        guard usesMPI else { return [value] }
-        var mine = value
-        var all = [UInt64](repeating: 0, count: size)
-        MPI_Allgather(&mine, 1, vae_mpi_uint64(), &all, 1, vae_mpi_uint64(), vae_mpi_comm_world())
-        return all
+        allgather([value]).map { $0[0] }
+    }
+
+    /// Every rank's text (a host name, a path), indexed by rank; each is cut to 512 UTF-8 bytes.
+    public func allgather(text: String) -> [String] {
+        let width = 64  // 8-byte words: 512 bytes
+        var words = [UInt64](repeating: 0, count: width)
+        words.withUnsafeMutableBytes { raw in
+            let bytes = Array(text.utf8.prefix(raw.count - 1))
+            raw.copyBytes(from: bytes)
+        }
+        return allgather(words).map { words in
+            words.withUnsafeBytes { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        }
     }
 
     public func barrier() {
@@ -87,7 +131,36 @@ public final class Communicator: @unchecked Sendable {
         MPI_Get_library_version(&version, &length)
         let text = String(decoding: version.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
         let library = text.split(separator: ",").first.map(String.init) ?? "MPI"
-        return "\(size) MPI ranks (\(library))"
+        let machines = Set(hosts).count
+        return "\(size) MPI ranks on \(machines) host\(machines == 1 ? "" : "s") (\(library))"
     }
 }
 
+/// A failure of the MPI setup itself, raised alike on every rank.
+public struct ClusterError: Error, CustomStringConvertible {
+    public let description: String
+    /// The rank that raised it: rank 0 reports it, the others stay quiet.
+    public let rank: Int
+
+    init(rank: Int, _ description: String) {
+        self.rank = rank
+        self.description = description
+    }
+}
+
+/// "rank 3", "ranks 0, 2", "ranks 4-7": rank numbers, runs of three or more as a range.
+public func describeRanks(_ ranks: [Int]) -> String {
+    var parts: [String] = []
+    var index = 0
+    while index < ranks.count {
+        var end = index
+        while end + 1 < ranks.count && ranks[end + 1] == ranks[end] + 1 { end += 1 }
+        if end - index >= 2 {
+            parts.append("\(ranks[index])-\(ranks[end])")
+        } else {
+            parts += ranks[index...end].map(String.init)
+        }
+        index = end + 1
+    }
+    return (ranks.count == 1 ? "rank " : "ranks ") + parts.joined(separator: ", ")
+}

@@ -46,6 +46,22 @@ public struct ModelConfig: Codable, Equatable, Sendable {
 
     /// Limits that keep every buffer and index well inside memory and Int32 BLAS arguments.
     static let maxChannels = 1024, maxLatent = 8192, maxWidth = 65_536, maxImageSize = 1024
+    /// 2^28 parameters: 1 GiB per Float32 buffer, so that a buffer's byte count, and the value
+    /// count of the gradient allreduce, fit the Int32 counts MPI takes.
+    public static let maxParameters = 1 << 28
+
+    /// Weights and biases of the model this configuration describes, in the order the VAE holds them.
+    public var parameterCount: Int {
+        let convolution = { (input: Int, output: Int) in 4 * 4 * input * output + output }
+        let dense = { (input: Int, output: Int) in input * output + output }
+        let encoder = zip([imageChannels] + encoderChannels, encoderChannels).map(convolution).reduce(0, +)
+        let heads = 2 * dense(bottleneckValues, latent)
+        let widths = [latent] + decoderWidths + [bottleneckValues]
+        let decoderDense = zip(widths, widths.dropFirst()).map(dense).reduce(0, +)
+        let decoder = zip([encoderChannels.last ?? imageChannels] + decoderChannels, decoderChannels).map(convolution)
+            .reduce(0, +)
+        return encoder + heads + decoderDense + decoder
+    }
 
     public func validate() throws {
         func check(_ condition: Bool, _ message: @autoclosure () -> String) throws {
@@ -68,6 +84,8 @@ public struct ModelConfig: Codable, Equatable, Sendable {
                       "decoder dense widths must be between 1 and \(ModelConfig.maxWidth), got \(width)")
         }
         try check(beta.isFinite && beta >= 0, "beta must be a finite number >= 0, got \(beta)")
+        try check(parameterCount <= ModelConfig.maxParameters,
+                  "the model would have \(parameterCount) parameters, more than the \(ModelConfig.maxParameters) allowed")
     }
 
     /// One line for logs: "64x64x3 enc 32-32-32 latent 128 dec 256 beta 1".

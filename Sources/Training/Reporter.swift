@@ -20,11 +20,14 @@ final class Reporter {
     private var windowStart: (images: Int, seconds: Double)
     private var lastBarTime = 0.0
 
+    /// A resumed run (`firstStep` > 0) first drops the lines logged after its checkpoint: those
+    /// steps run again and are logged again.
     init(metricsPath: String, totalSteps: Int, stepsPerEpoch: Int, epochs: Int, logEvery: Int, firstStep: Int,
          globalBatch: Int) throws {
         if !FileManager.default.fileExists(atPath: metricsPath) {
             _ = FileManager.default.createFile(atPath: metricsPath, contents: nil)
         }
+        droppedLines = try Reporter.dropLines(after: firstStep, in: metricsPath)
         guard let handle = FileHandle(forWritingAtPath: metricsPath) else {
             throw TrainingError("\(metricsPath): cannot write: \(String(cString: strerror(errno)))")
         }
@@ -42,7 +45,24 @@ final class Reporter {
     /// Where this process started (later than 0 when resuming), for its rate and ETA.
     private let firstStep: Int, firstImages: Int
 
+    /// Lines `init` dropped from metrics.jsonl.
+    let droppedLines: Int
+
     deinit { try? metrics.close() }
+
+    /// Keeps the lines of `path` whose step is at most `step` (a line cut short by a crash has
+    /// none, and goes too); returns how many went.
+    static func dropLines(after step: Int, in path: String) throws -> Int {
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let lines = text.split(separator: "\n")
+        let kept = lines.filter { line in
+            let record = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            return (record?["step"] as? Int).map { $0 <= step } ?? false
+        }
+        guard kept.count < lines.count || !(text.isEmpty || text.hasSuffix("\n")) else { return 0 }
+        try writeAtomically(Data(kept.map { $0 + "\n" }.joined().utf8), to: path)
+        return lines.count - kept.count
+    }
 
     /// After step `step` (1-based count of completed steps) with the global batch's loss.
     func stepFinished(step: Int, images: Int, loss: LossSums, beta: Float) {

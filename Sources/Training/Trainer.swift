@@ -32,6 +32,19 @@ public struct TrainingOptions: Codable, Sendable {
         self.data = data
         self.runDirectory = runDirectory
     }
+
+    /// Checks what can be checked without the data, for a job of `ranks` ranks.
+    public func validate(ranks: Int) throws {
+        guard batch >= ranks else {
+            throw TrainingError("--batch \(batch) is smaller than the \(ranks) ranks: every rank needs an image")
+        }
+        guard epochs > 0, logEvery > 0, checkEvery > 0, maxSteps ?? 1 > 0, threads > 0 else {
+            throw TrainingError("--epochs, --log-every, --check-every, --max-steps and --threads must be positive")
+        }
+        guard learningRate.isFinite && learningRate > 0 else {
+            throw TrainingError("--lr must be a positive number, got \(learningRate)")
+        }
+    }
 }
 
 /// What a finished run reports.
@@ -66,39 +79,32 @@ public final class Trainer {
     public init(config requested: ModelConfig, options: TrainingOptions, communicator: Communicator) throws {
         self.options = options
         self.communicator = communicator
-        guard options.batch >= communicator.size else {
-            throw TrainingError("--batch \(options.batch) is smaller than the \(communicator.size) ranks: every rank needs an image",
-                                collective: true)
+        // Everything that can fail on one rank and not another is checked here, in one agreement,
+        // before any collective call that a failed rank would never join.
+        let (dataset, config) = try collectively(communicator) { () throws -> (Dataset, ModelConfig) in
+            try options.validate(ranks: communicator.size)
+            // One rank per machine hashes its copy of the file; the others learn the verdict here.
+            let dataset = try Dataset(path: options.data, verifyChecksum: communicator.isFirstOnHost)
+            var config = requested
+            config.imageSize = dataset.imageSize
+            config.imageChannels = dataset.channels
+            do {
+                try config.validate()
+            } catch {
+                throw TrainingError("\(options.data) has \(dataset.imageSize)x\(dataset.imageSize) images: \(error)")
+            }
+            let training = dataset.indices(in: .train).count
+            guard training >= options.batch else {
+                throw TrainingError("\(options.data): \(training) training images, fewer than one batch of \(options.batch)")
+            }
+            return (dataset, config)
         }
-        guard options.epochs > 0, options.logEvery > 0, options.checkEvery > 0, options.maxSteps ?? 1 > 0 else {
-            throw TrainingError("--epochs, --log-every, --check-every and --max-steps must be positive",
-                                collective: true)
-        }
-        guard options.learningRate.isFinite && options.learningRate > 0 else {
-            throw TrainingError("--lr must be a positive number, got \(options.learningRate)",
-                                collective: true)
-        }
-        // One rank hashes the file; the others learn the verdict from the collective check below.
-        let dataset = try collectively(communicator) {
-            try Dataset(path: options.data, verifyChecksum: communicator.isRoot)
-        }
+        try Trainer.verifySameDataset(dataset, path: options.data, communicator: communicator)
         self.dataset = dataset
-        var config = requested
-        config.imageSize = dataset.imageSize
-        config.imageChannels = dataset.channels
-        do {
-            try config.validate()
-        } catch {
-            throw TrainingError("\(options.data) has \(dataset.imageSize)x\(dataset.imageSize) images: \(error)", collective: true)
-        }
         self.config = config
         trainingIndices = dataset.indices(in: .train)
         validationIndices = dataset.indices(in: .valid)
         stepsPerEpoch = trainingIndices.count / options.batch
-        guard stepsPerEpoch > 0 else {
-            throw TrainingError("\(options.data): \(trainingIndices.count) training images, fewer than one batch of \(options.batch)",
-                                collective: true)
-        }
         totalSteps = min(options.epochs * stepsPerEpoch, options.maxSteps ?? Int.max)
         // The grids decode two rows of images.
         model = try VAE(config: config, maxBatch: max(StepRunner.modelBatch(globalBatch: options.batch, ranks: communicator.size),
@@ -111,6 +117,28 @@ public final class Trainer {
 
     var checkpointPath: String { options.runDirectory + "/checkpoint.bin" }
 
+    /// Ranks on other machines read their own copies of the dataset. A copy with other images
+    /// would give its ranks other steps per epoch (so the ranks would wait in different collective
+    /// calls) or other data: every rank compares the identity of its copy with all others'.
+    static func verifySameDataset(_ dataset: Dataset, path: String, communicator: Communicator) throws {
+        let identity = [dataset.checksum, UInt64(dataset.count), UInt64(dataset.indices(in: .train).count),
+                        UInt64(dataset.imageSize), UInt64(dataset.channels)]
+        let identities = communicator.allgather(identity)
+        guard identities.contains(where: { $0 != identity }) else { return }
+        let paths = communicator.allgather(text: path)
+        var groups: [[UInt64]] = []
+        for identity in identities where !groups.contains(identity) { groups.append(identity) }
+        let descriptions = groups.map { group in
+            let ranks = identities.indices.filter { identities[$0] == group }
+            let hosts = Set(ranks.map { communicator.hosts[$0] }).sorted().joined(separator: ", ")
+            let files = Set(ranks.map { paths[$0] }).sorted().joined(separator: ", ")
+            return "\(describeRanks(ranks)) on \(hosts) read \(files): \(group[1]) images, \(group[2]) for training, "
+                + "\(group[3])x\(group[3])x\(group[4]), checksum \(String(format: "%016llx", group[0]))"
+        }
+        throw TrainingError("the ranks' dataset files differ, every rank needs the same file: "
+                            + descriptions.joined(separator: "; "), collective: true)
+    }
+
     public func run() throws -> TrainingSummary {
         try prepareRunDirectory()
         try startState()
@@ -120,6 +148,10 @@ public final class Trainer {
                            logEvery: options.logEvery, firstStep: startStep, globalBatch: options.batch)
             : nil
         if startStep > 0 { reporter?.message("resuming \(options.runDirectory) at step \(startStep)") }
+        if let dropped = reporter?.droppedLines, dropped > 0 {
+            reporter?.message("metrics.jsonl: dropped \(dropped) line(s) logged after the checkpoint of step \(startStep); "
+                              + "those steps run again")
+        }
         reporter?.message("training \(config.summary) on \(trainingIndices.count) images of \(options.data); "
                           + "\(communicator.description); batch \(options.batch), \(stepsPerEpoch) steps per epoch")
 
@@ -161,7 +193,8 @@ public final class Trainer {
             let files = FileManager.default
             let exists = files.fileExists(atPath: checkpointPath)
             if options.resume && !exists {
-                throw TrainingError("\(options.runDirectory): no checkpoint.bin to resume from")
+                throw TrainingError("\(options.runDirectory): no checkpoint.bin to resume from (a run that stopped "
+                                    + "before its first checkpoint starts again in a new or emptied --out)")
             }
             if !options.resume && files.fileExists(atPath: options.runDirectory + "/metrics.jsonl") {
                 throw TrainingError("\(options.runDirectory) already holds a run; pass --resume to continue it, or choose another --out")

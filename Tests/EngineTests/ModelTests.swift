@@ -123,9 +123,18 @@ struct ReferenceVAE {
         (ModelConfig(decoderWidths: [-4]), "decoder dense"),
         (ModelConfig(beta: .nan), "beta"),
         (ModelConfig(latent: 100_000), "latent size"),
+        // 2 x 65,536^2 weights: more than 2^31 values, which MPI's Int32 counts could not carry.
+        (ModelConfig(decoderWidths: [65_536, 65_536]), "parameters, more than the 268435456 allowed"),
     ])
     func invalidConfigurationsAreRejected(config: ModelConfig, message: String) {
         #expect { try VAE(config: config, maxBatch: 4) } throws: { "\($0)".contains(message) }
+    }
+
+    /// The count that validation bounds is the count the model allocates.
+    @Test(arguments: [ModelConfig(), ModelConfig(latent: 100), ModelConfig(decoderWidths: [256, 512]),
+                      ModelConfig(imageSize: 32, imageChannels: 1, encoderChannels: [8, 24], latent: 5, decoderWidths: [])])
+    func parameterCountMatchesTheBuiltModel(config: ModelConfig) throws {
+        #expect(try VAE(config: config, maxBatch: 1).parameters.count == config.parameterCount)
     }
 
     @Test func unknownPresetIsNamed() {

@@ -135,20 +135,30 @@ import Testing
         #expect(try Data(contentsOf: URL(fileURLWithPath: scratch.file("kept/metrics.jsonl"))) == metrics)
     }
 
+    /// Each bad flag or file gives exactly one line, alone and on 2 ranks through launch/train.sh
+    /// (where every rank hits the same error, and mpirun's own banners are kept quiet).
     @Test(arguments: [
         (["--preset", "huge"], "unknown preset 'huge'"),
         (["--latent", "0"], "latent size must be between"),
         (["--encoder-channels", "32,x"], "comma-separated whole numbers"),
         (["--batch", "0"], "batch"),
         (["--threads", "0"], "--threads must be positive"),
+        (["--lr", "0"], "--lr must be a positive number"),
+        (["--latnet", "3"], "Unknown option '--latnet'"),
         (["--data", "/nonexistent/faces.vaeds"], "/nonexistent/faces.vaeds"),
     ])
     func badInputGetsOneClearLine(arguments: [String], message: String) throws {
         var command = train("bad")
         if arguments[0] == "--data" { command[2] = arguments[1] } else { command += arguments }
-        let result = try runCommand(vaeBinary, command)
-        #expect(result.status != 0)
-        let lines = result.error.split(separator: "\n").filter { !$0.isEmpty }
-        #expect(lines.count == 1 && lines[0].contains(message), "stderr: \(result.error)")
+        let alone = try runCommand(vaeBinary, command)
+        let twoRanks = try runCommand(trainScript, ["--ranks", "2", "--"] + command.dropFirst(),
+                                      environment: ["VAE_BINARY": vaeBinary])
+        for (result, how) in [(alone, "alone"), (twoRanks, "2 ranks")] {
+            #expect(result.status != 0, "\(how)")
+            let lines = result.error.split(separator: "\n").filter { !$0.isEmpty }
+            #expect(lines.count == 1 && lines[0].hasPrefix("error: ") && lines[0].contains(message),
+                    "\(how): stderr: \(result.error)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: scratch.file("bad/metrics.jsonl")))
     }
 }
