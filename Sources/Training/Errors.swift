@@ -16,8 +16,8 @@ public struct TrainingError: Error, CustomStringConvertible {
 /// Runs `body` on every rank, then agrees on the outcome in one collective call. If any rank
 /// failed, every rank throws an `AgreedFailure`, so that no rank waits forever in a collective the
 /// failed ones will never join, and the job prints each distinct error once: the lowest rank with
-/// a given error prints it, naming the ranks that had it unless all did; ranks that did not fail
-/// print nothing. A bad flag given to every rank therefore prints one line, as in a single process.
+/// a given error prints it, naming the ranks that had it unless all did or only rank 0 did; ranks
+/// that did not fail print nothing. A bad flag given to every rank therefore prints one line, as in a single process.
 public func collectively<T>(_ communicator: Communicator, _ body: () throws -> T) throws -> T {
     let result = Result { try body() }
     let message: String?
@@ -30,7 +30,9 @@ public func collectively<T>(_ communicator: Communicator, _ body: () throws -> T
     guard let message else { throw AgreedFailure(line: nil) }
     let sameError = failed.filter { fingerprints[$0] == fingerprint }
     guard sameError.first == communicator.rank else { throw AgreedFailure(line: nil) }
-    let who = sameError.count == communicator.size ? "" : describeRanks(sameError) + ": "
+    // Rank 0 speaks for the job (and alone does the run directory's work), so its errors and
+    // everyone's go unprefixed.
+    let who = sameError.count == communicator.size || sameError == [0] ? "" : describeRanks(sameError) + ": "
     throw AgreedFailure(line: who + "error: " + message)
 }
 
