@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole product in a few minutes: set up, make a dataset (CelebA if CELEBA_DIR points at it,
-# otherwise synthetic faces the project draws itself), train on every core, and show where the
-# pictures are. Everything goes to demo/ (override with DEMO_DIR).
+# otherwise synthetic faces the project draws itself), train on every core the batch can use
+# (launch/train.sh chooses), and show where the pictures are. Everything goes to demo/ (override with DEMO_DIR).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/launch/setup.sh"
@@ -21,7 +21,7 @@ fi
 "$vae" inspect "$data" --grid "$out/dataset.png"
 
 run="$out/run-$(date +%Y%m%d-%H%M%S)"
-"$root/launch/train.sh" --ranks "$(nproc)" -- --data "$data" --out "$run" --epochs "$epochs" --log-every 10
+"$root/launch/train.sh" -- --data "$data" --out "$run" --epochs "$epochs" --log-every 10
 echo
 echo "demo: dataset grid      $out/dataset.png"
 echo "demo: reconstructions   $(ls "$run"/reconstructions-*.png | tail -1)  (top row: inputs, bottom: reconstructions)"

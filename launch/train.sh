@@ -3,10 +3,10 @@
 #
 #   launch/train.sh [--ranks N] [--threads T] [--hostfile FILE] [--tcp] [--no-bind] -- TRAIN-ARGS...
 #
-#   --ranks N        MPI ranks (default: the cores of this machine, or the slots of --hostfile)
+#   --ranks N        MPI ranks (default: as many as make ranks x threads the largest power of two
+#                    up to the cores, or the slots of --hostfile, and up to the images of --batch)
 #   --threads T      threads per rank, each with one OpenBLAS thread (default 1; ranks x threads
-#                    should not exceed the cores of a machine: oversubscribed cores silently wreck
-#                    speed). The result is the same with any T.
+#                    should not exceed the cores: oversubscribed cores silently wreck speed)
 #   --hostfile FILE  Open MPI hostfile for several machines ("node1 slots=16" per line); every
 #                    machine needs the binary and the dataset at the same path
 #   --tcp            force the TCP transport that separate hosts use (--mca btl tcp,self)
@@ -31,9 +31,34 @@ while (($#)); do
 done
 [ -x "$vae" ] || { echo "train.sh: $vae not found; run launch/setup.sh first" >&2; exit 1; }
 cores=$(nproc)
-if [ -z "$ranks" ]; then
-    if [ -n "$hostfile" ]; then ranks=$(awk '{for (i = 1; i <= NF; i++) if ($i ~ /^slots=/) {split($i, s, "="); n += s[2]}} END {print n}' "$hostfile"); else ranks=$cores; fi
+# The global batch (vae train's default 64): at most one worker per image.
+batch=64 previous=""
+for arg in "$@"; do
+    [ "$previous" = --batch ] && batch="$arg"
+    case "$arg" in --batch=*) batch="${arg#--batch=}" ;; esac
+    previous="$arg"
+done
+# A bad --batch is left for vae train to refuse, in the same one line as any other bad flag.
+[[ "$batch" =~ ^[1-9][0-9]*$ ]] || batch=1
+if [ -n "$hostfile" ]; then
+    slots=$(awk '{for (i = 1; i <= NF; i++) if ($i ~ /^slots=/) {split($i, s, "="); n += s[2]}} END {print n}' "$hostfile")
+    unit="slots"
+else
+    slots=$cores unit="cores"
 fi
+note=""
+if [ -z "$ranks" ]; then
+    # A power of two of workers, no more than the images: every rank's piece is then a node of the
+    # gradient tree, which gives the same bits as one process at the same leaf (vae train --help).
+    ((fit = (slots < batch ? slots : batch) / threads, ranks = 1))
+    while ((2 * ranks <= fit)); do ((ranks *= 2)); done
+    idle=$((slots - ranks * threads))
+    if ((idle > 0)); then
+        note=" ($idle idle: the largest power of two up to the $unit and the images, for the same bits"
+        note+=" as one process; --ranks overrides)"
+    fi
+fi
+echo "train.sh: $ranks ranks x $threads thread(s) on $slots $unit for batch $batch$note"
 if [ -z "$hostfile" ] && ((ranks * threads > cores)); then
     echo "train.sh: warning: $ranks ranks x $threads threads exceeds the $cores cores here; expect a large slowdown" >&2
 fi

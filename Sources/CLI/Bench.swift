@@ -41,6 +41,12 @@ struct Bench: ParsableCommand {
     @Option(help: "Threads per rank, each computing leaves of the gradient tree with one OpenBLAS thread.")
     var threads = 1
 
+    @Option(help: ArgumentHelp("""
+        Images per leaf of the gradient tree, a power of two from 1 to 32 (default: as 'vae train' \
+        chooses it for the batch, ranks and threads).
+        """, valueName: "n"))
+    var leaf: Int?
+
     @Option(help: "OpenBLAS threads per thread.")
     var blasThreads = 1
 
@@ -53,6 +59,7 @@ struct Bench: ParsableCommand {
             throw ValidationError("\(name) must be positive, got \(value)")
         }
         if warmup < 0 { throw ValidationError("--warmup must be zero or more, got \(warmup)") }
+        if let leaf { try StepRunner.validateLeaf(leaf) }
     }
 
     func run() throws {
@@ -74,18 +81,20 @@ struct Bench: ParsableCommand {
         }
         BLAS.threads = blasThreads
         let piece = EpochPlan.pieceRange(batchSize: batch, rank: communicator.rank, ranks: communicator.size)
-        let vae = try VAE(config: config, maxBatch: StepRunner.modelBatch(globalBatch: batch, ranks: communicator.size))
+        let leaf = leaf ?? StepRunner.defaultLeaf(globalBatch: batch, workers: communicator.size * threads)
+        let modelBatch = StepRunner.modelBatch(globalBatch: batch, ranks: communicator.size, leaf: leaf)
+        let vae = try VAE(config: config, maxBatch: modelBatch)
         vae.parameters.initialize(seed: 1)
         let runner = try StepRunner(model: vae, optimizer: Adam(parameterCount: vae.parameters.count),
-                                    communicator: communicator, globalBatch: batch, seed: 1, threads: threads)
+                                    communicator: communicator, globalBatch: batch, seed: 1, leaf: leaf, threads: threads)
         let data = SyntheticFaces(seed: 1, imageSize: config.imageSize).floatImages(count: max(images, batch))
         func report(_ line: String) { if communicator.isRoot { print(line) } }
 
         let flops = Double(vae.trainingFLOPsPerImage)
         report("model: \(model.preset): \(config.summary); \(vae.parameters.count) parameters; "
                + String(format: "%.1f MFLOP per image (forward + backward)", flops / 1e6))
-        report("\(communicator.description); \(runner.threads) thread(s) per rank; BLAS: \(BLAS.configuration), "
-               + "\(BLAS.threads) thread(s) per thread")
+        report("\(communicator.description); \(runner.threads) thread(s) per rank; leaves of \(leaf) images; "
+               + "BLAS: \(BLAS.configuration), \(BLAS.threads) thread(s) per thread")
         let peak = BLAS.measurePeakGFLOPS()
         report(String(format: "SGEMM 1536x1536x1536 on one rank: %.1f GFLOP/s", peak))
 

@@ -10,10 +10,14 @@ struct Train: ParsableCommand {
         discussion: """
             Run it directly for a single process, or under mpirun (launch/train.sh) for data-parallel \
             training: every rank memory-maps the dataset, takes its piece of every shuffled global \
-            batch, and all ranks take the same Adam step after one gradient allreduce. Data order, noise \
-            and the order in which gradients are summed do not depend on the number of ranks or \
-            threads: 1 process and 2 ranks train to the same bits (as do 4 ranks from --batch 128); \
-            other splits agree up to rounding.
+            batch, and all ranks take the same Adam step after one gradient allreduce. Data order and \
+            noise do not depend on the number of ranks or threads, and gradients are summed over a \
+            fixed tree of the batch's images with leaves of --leaf images. With the same --leaf, 1 \
+            process with any --threads and 2 ranks train to the same bits (as do 4 and 8 ranks, and \
+            ranks x threads, when their pieces hold at least a leaf); other splits agree up to \
+            rounding. Another --leaf is another summation order, equally valid, whose last bits differ \
+            and grow apart over the steps. The default --leaf depends on ranks x threads: pin it to \
+            compare runs.
 
             Rank 0 writes RUN_DIR: config.json, metrics.jsonl (one JSON line per logged step and per \
             evaluation), checkpoint.bin (each epoch and at the end) and PNG grids of reconstructions and \
@@ -60,10 +64,20 @@ struct Train: ParsableCommand {
 
     @Option(help: ArgumentHelp("""
         Threads per rank, each with one OpenBLAS thread (default: every core for a single process, \
-        1 under mpirun). They share a rank's piece of the batch along the gradient tree, so the \
-        result is the same bits with any count.
+        1 under mpirun; at most the leaves of a rank's piece). They share a rank's piece of the \
+        batch along the gradient tree, so with the same --leaf the result is the same bits with any \
+        count.
         """, valueName: "n"))
     var threads: Int?
+
+    @Option(help: ArgumentHelp("""
+        Images per leaf of the gradient tree, a power of two from 1 to 32: one forward and backward \
+        pass on one thread (default: the largest that gives each worker, ranks x threads counted \
+        down to a power of two, a leaf of the batch; when resuming, the checkpoint's). Smaller \
+        leaves let more workers share a batch, at a lower rate per core. Fixed for the run and its \
+        resumes.
+        """, valueName: "n"))
+    var leaf: Int?
 
     @Option(help: ArgumentHelp("""
         OpenBLAS threads per thread (default: OPENBLAS_NUM_THREADS, else 1). This model's products \
@@ -100,6 +114,7 @@ struct Train: ParsableCommand {
         options.maxSteps = maxSteps
         options.resume = resume
         options.threads = threads ?? (ranks > 1 ? 1 : ProcessInfo.processInfo.activeProcessorCount)
+        options.leaf = leaf
         try options.validate(ranks: ranks)
         return (try model.config(), options)
     }

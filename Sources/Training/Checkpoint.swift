@@ -22,17 +22,34 @@ public struct CheckpointInfo: Codable, Equatable, Sendable {
     public var step: Int
     public var seed: UInt64
     public var batch: Int
+    /// Images per leaf of the gradient tree: resuming with another would sum in another order.
+    public var leaf: Int
     public var learningRate: Float
     /// Name and shape of every parameter, in buffer order.
     public var parameters: [String]
 
-    public init(config: ModelConfig, step: Int, seed: UInt64, batch: Int, learningRate: Float, parameters: [String]) {
+    public init(config: ModelConfig, step: Int, seed: UInt64, batch: Int, leaf: Int, learningRate: Float,
+                parameters: [String]) {
         self.config = config
         self.step = step
         self.seed = seed
         self.batch = batch
+        self.leaf = leaf
         self.learningRate = learningRate
         self.parameters = parameters
+    }
+
+    /// Checkpoints without `leaf` come from before it was a run parameter, when leaves were fixed at
+    /// 32 (since commit bad6749): they read as 32 and resume as that program resumed them.
+    public init(from decoder: Decoder) throws {
+        let fields = try decoder.container(keyedBy: CodingKeys.self)
+        config = try fields.decode(ModelConfig.self, forKey: .config)
+        step = try fields.decode(Int.self, forKey: .step)
+        seed = try fields.decode(UInt64.self, forKey: .seed)
+        batch = try fields.decode(Int.self, forKey: .batch)
+        leaf = try fields.decodeIfPresent(Int.self, forKey: .leaf) ?? 32
+        learningRate = try fields.decode(Float.self, forKey: .learningRate)
+        parameters = try fields.decode([String].self, forKey: .parameters)
     }
 }
 
@@ -73,6 +90,29 @@ public enum Checkpoint {
 
     /// Reads a checkpoint into `model` and `optimizer`, which must have the checkpoint's architecture.
     public static func read(from path: String, into model: VAE, optimizer: Adam) throws -> CheckpointInfo {
+        let (info, floats) = try load(path)
+        guard info.config == model.config, info.parameters == describe(model.parameters) else {
+            throw TrainingError("\(path): the checkpoint's model (\(info.config.summary)) differs from this run's "
+                                + "(\(model.config.summary)); use the same architecture flags or another --out")
+        }
+        let count = model.parameters.count
+        floats.withUnsafeBytes { raw in
+            // The floats follow JSON of any length, so they may be unaligned: copy bytes.
+            for (i, buffer) in stateBuffers(model: model, optimizer: optimizer).enumerated() {
+                UnsafeMutableRawPointer(buffer.pointer).copyMemory(from: raw.baseAddress! + i * count * 4, byteCount: count * 4)
+            }
+        }
+        optimizer.restore(step: info.step)
+        return info
+    }
+
+    /// What a checkpoint says about its run, without loading its state (to size a model for it).
+    public static func readInfo(from path: String) throws -> CheckpointInfo {
+        try load(path).info
+    }
+
+    /// The checked content of a checkpoint: its JSON, and the bytes of its float arrays.
+    private static func load(_ path: String) throws -> (info: CheckpointInfo, floats: Data) {
         func fail(_ problem: String) -> TrainingError { TrainingError("\(path): \(problem)") }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw fail("cannot read the checkpoint: \(String(cString: strerror(errno)))")
@@ -92,18 +132,7 @@ public enum Checkpoint {
         let body = data.dropFirst(headerBytes)
         guard body.withUnsafeBytes({ xxHash64($0) }) == u64(32) else { throw fail("checksum mismatch: the file is corrupt") }
         let info = try JSONDecoder().decode(CheckpointInfo.self, from: body.prefix(jsonBytes))
-        guard info.config == model.config, info.parameters == describe(model.parameters) else {
-            throw fail("the checkpoint's model (\(info.config.summary)) differs from this run's "
-                       + "(\(model.config.summary)); use the same architecture flags or another --out")
-        }
-        body.dropFirst(jsonBytes).withUnsafeBytes { raw in
-            // The floats follow JSON of any length, so they may be unaligned: copy bytes.
-            for (i, buffer) in stateBuffers(model: model, optimizer: optimizer).enumerated() {
-                UnsafeMutableRawPointer(buffer.pointer).copyMemory(from: raw.baseAddress! + i * count * 4, byteCount: count * 4)
-            }
-        }
-        optimizer.restore(step: info.step)
-        return info
+        return (info, body.dropFirst(jsonBytes))
     }
 }
 

@@ -17,6 +17,9 @@ public final class StepRunner {
     public let communicator: Communicator
     public let globalBatch: Int
     public let seed: UInt64
+    /// Images of one leaf of the gradient tree at most: a run parameter, since it fixes the order
+    /// in which the batch's gradients are summed.
+    public let leaf: Int
     /// Leaves of the gradient tree computed at once, each on its own model replica.
     public let threads: Int
     private let tree: GradientTree
@@ -28,36 +31,59 @@ public final class StepRunner {
 
     /// The most images the model runs at once on one rank: the largest piece, or one leaf of the
     /// gradient tree if that is smaller.
-    public static func modelBatch(globalBatch: Int, ranks: Int) -> Int {
-        min(largestPiece(globalBatch: globalBatch, ranks: ranks), GradientTree.leafImages)
+    public static func modelBatch(globalBatch: Int, ranks: Int, leaf: Int) -> Int {
+        min(largestPiece(globalBatch: globalBatch, ranks: ranks), leaf)
+    }
+
+    /// Leaf sizes are powers of two, so that halving a power-of-two batch ends exactly on them.
+    public static func validateLeaf(_ leaf: Int) throws {
+        guard leaf > 0 && leaf <= GradientTree.largestLeaf && leaf & (leaf - 1) == 0 else {
+            throw TrainingError("--leaf must be a power of two from 1 to \(GradientTree.largestLeaf), got \(leaf)")
+        }
+    }
+
+    /// The leaf a new run takes unless told otherwise: the largest, up to 32, that gives each of
+    /// `workers` (ranks x threads per rank, rounded down to a power of two) a leaf of the global
+    /// batch. Rounded down because a batch of a power of two images has a power-of-two number of
+    /// leaves: leaves for workers beyond a power of two would be half as large, and some workers
+    /// would run two of them, which takes longer than one leaf twice the size (measured: README, "Many
+    /// cores: the leaf size").
+    public static func defaultLeaf(globalBatch: Int, workers: Int) -> Int {
+        let usableWorkers = 1 << (Int.bitWidth - 1 - max(workers, 1).leadingZeroBitCount)
+        var leaf = GradientTree.largestLeaf
+        while leaf > 1 && GradientTree.leaves(globalBatch, leaf: leaf) < usableWorkers { leaf /= 2 }
+        return leaf
     }
 
     static func largestPiece(globalBatch: Int, ranks: Int) -> Int {
         EpochPlan.pieceRange(batchSize: globalBatch, rank: 0, ranks: ranks).count
     }
 
-    /// `threads` model replicas compute leaves of the gradient tree at once (at most as many as
-    /// the largest piece has leaves); each should have one OpenBLAS thread.
+    /// The gradient tree has leaves of `leaf` images (a power of two up to 32); `threads` model
+    /// replicas compute its leaves at once (at most as many as the largest piece has leaves); each
+    /// should have one OpenBLAS thread.
     public init(model: VAE, optimizer: Adam, communicator: Communicator, globalBatch: Int, seed: UInt64,
-                threads: Int = 1) throws {
+                leaf: Int, threads: Int = 1) throws {
         precondition(model.parameters.gradients.count >= model.parameters.count + StepRunner.tailSlots,
                      "the gradient buffer needs room for the loss sums")
-        precondition(model.maxBatch >= StepRunner.modelBatch(globalBatch: globalBatch, ranks: communicator.size),
+        precondition(model.maxBatch >= StepRunner.modelBatch(globalBatch: globalBatch, ranks: communicator.size, leaf: leaf),
                      "the model needs room for one leaf of the gradient tree")
         precondition(threads > 0, "at least one thread")
+        try StepRunner.validateLeaf(leaf)
         self.model = model
         self.optimizer = optimizer
         self.communicator = communicator
         self.globalBatch = globalBatch
         self.seed = seed
+        self.leaf = leaf
         let largestPiece = StepRunner.largestPiece(globalBatch: globalBatch, ranks: communicator.size)
-        let leaves = (largestPiece + GradientTree.leafImages - 1) / GradientTree.leafImages
-        self.threads = min(threads, leaves)
+        self.threads = min(threads, GradientTree.leaves(largestPiece, leaf: leaf))
+        // Replicas only ever run one leaf (the first model may be larger, e.g. to draw image grids).
         let replicas = try (1..<self.threads).map { _ in
-            try VAE(config: model.config, maxBatch: model.maxBatch, sharingParametersWith: model)
+            try VAE(config: model.config, maxBatch: min(largestPiece, leaf), sharingParametersWith: model)
         }
         tree = GradientTree(models: [model] + replicas, values: model.parameters.count + StepRunner.tailSlots,
-                            largestPiece: largestPiece)
+                            largestPiece: largestPiece, leaf: leaf)
     }
 
     /// Trains on this rank's piece: `count` images at positions firstPosition... of global batch `step`.

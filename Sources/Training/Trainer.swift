@@ -27,6 +27,10 @@ public struct TrainingOptions: Codable, Sendable {
     /// Threads per rank, each computing leaves of the gradient tree with one OpenBLAS thread.
     /// The result does not depend on it.
     public var threads = 1
+    /// Images per leaf of the gradient tree, which fixes the order the gradients are summed in
+    /// (nil: the checkpoint's when resuming, else `StepRunner.defaultLeaf` for the batch and the
+    /// workers).
+    public var leaf: Int?
 
     public init(data: String, runDirectory: String) {
         self.data = data
@@ -44,6 +48,7 @@ public struct TrainingOptions: Codable, Sendable {
         guard learningRate.isFinite && learningRate > 0 else {
             throw TrainingError("--lr must be a positive number, got \(learningRate)")
         }
+        if let leaf { try StepRunner.validateLeaf(leaf) }
     }
 }
 
@@ -100,6 +105,7 @@ public final class Trainer {
             return (dataset, config)
         }
         try Trainer.verifySameDataset(dataset, path: options.data, communicator: communicator)
+        let leaf = try Trainer.runLeaf(options: options, communicator: communicator)
         self.dataset = dataset
         self.config = config
         trainingIndices = dataset.indices(in: .train)
@@ -107,15 +113,39 @@ public final class Trainer {
         stepsPerEpoch = trainingIndices.count / options.batch
         totalSteps = min(options.epochs * stepsPerEpoch, options.maxSteps ?? Int.max)
         // The grids decode two rows of images.
-        model = try VAE(config: config, maxBatch: max(StepRunner.modelBatch(globalBatch: options.batch, ranks: communicator.size),
-                                                      2 * Trainer.gridColumns))
+        let modelBatch = StepRunner.modelBatch(globalBatch: options.batch, ranks: communicator.size, leaf: leaf)
+        model = try VAE(config: config, maxBatch: max(modelBatch, 2 * Trainer.gridColumns))
         optimizer = Adam(parameterCount: model.parameters.count, learningRate: options.learningRate)
         runner = try StepRunner(model: model, optimizer: optimizer, communicator: communicator,
-                                globalBatch: options.batch, seed: options.seed, threads: options.threads)
+                                globalBatch: options.batch, seed: options.seed, leaf: leaf, threads: options.threads)
         evaluationImages = FloatBuffer(count: model.maxBatch * config.imageValues)
     }
 
-    var checkpointPath: String { options.runDirectory + "/checkpoint.bin" }
+    var checkpointPath: String { Trainer.checkpointPath(options) }
+
+    static func checkpointPath(_ options: TrainingOptions) -> String { options.runDirectory + "/checkpoint.bin" }
+
+    /// Rank 0 decides the run's leaf and every rank takes its decision: when resuming, the
+    /// checkpoint's (an explicit --leaf must agree); otherwise --leaf, or the default for the batch
+    /// and all ranks' threads.
+    private static func runLeaf(options: TrainingOptions, communicator: Communicator) throws -> Int {
+        var leaf = try collectively(communicator) { () throws -> Int in
+            guard communicator.isRoot else { return 0 }
+            let path = checkpointPath(options)
+            // Without a checkpoint, resuming stops in prepareRunDirectory, saying so.
+            if options.resume && FileManager.default.fileExists(atPath: path) {
+                let recorded = try Checkpoint.readInfo(from: path).leaf
+                if let requested = options.leaf, requested != recorded {
+                    throw TrainingError("\(path): the run used --leaf \(recorded); resume with the same --leaf, or without one")
+                }
+                return recorded
+            }
+            return options.leaf ?? StepRunner.defaultLeaf(globalBatch: options.batch,
+                                                          workers: communicator.size * options.threads)
+        }
+        communicator.broadcast(&leaf, bytes: MemoryLayout<Int>.size)
+        return leaf
+    }
 
     /// Ranks on other machines read their own copies of the dataset. A copy with other images
     /// would give its ranks other steps per epoch (so the ranks would wait in different collective
@@ -153,7 +183,8 @@ public final class Trainer {
                               + "those steps run again")
         }
         reporter?.message("training \(config.summary) on \(trainingIndices.count) images of \(options.data); "
-                          + "\(communicator.description); batch \(options.batch), \(stepsPerEpoch) steps per epoch")
+                          + "\(communicator.description), \(runner.threads) thread(s) per rank; batch \(options.batch) "
+                          + "in leaves of \(runner.leaf), \(stepsPerEpoch) steps per epoch")
 
         let loader = BatchLoader(dataset: dataset, trainingIndices: trainingIndices, batchSize: options.batch,
                                  seed: options.seed, rank: communicator.rank, ranks: communicator.size,
@@ -213,6 +244,8 @@ public final class Trainer {
         var training: TrainingOptions
         var ranks: Int
         var threadsPerRank: Int
+        /// Images per leaf of the gradient tree: the same leaf gives the same bits for any ranks and threads.
+        var leaf: Int
         var blasThreadsPerThread: Int
         var parameters: Int
         var trainingImages: Int
@@ -222,7 +255,7 @@ public final class Trainer {
 
     private func writeRunConfiguration() throws {
         let run = RunConfiguration(model: config, training: options, ranks: communicator.size, threadsPerRank: runner.threads,
-                                   blasThreadsPerThread: BLAS.threads,
+                                   leaf: runner.leaf, blasThreadsPerThread: BLAS.threads,
                                    parameters: model.parameters.count, trainingImages: trainingIndices.count,
                                    validationImages: validationIndices.count, dataset: dataset.provenance.source)
         let encoder = JSONEncoder()
@@ -283,7 +316,7 @@ public final class Trainer {
         }
         if communicator.isRoot {
             try Checkpoint.write(CheckpointInfo(config: config, step: step, seed: options.seed, batch: options.batch,
-                                                learningRate: options.learningRate,
+                                                leaf: runner.leaf, learningRate: options.learningRate,
                                                 parameters: Checkpoint.describe(model.parameters)),
                                  model: model, optimizer: optimizer, to: checkpointPath)
             let epoch = (step + stepsPerEpoch - 1) / stepsPerEpoch

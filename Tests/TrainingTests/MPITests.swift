@@ -45,7 +45,7 @@ import Testing
         for steps in [2, 20] {
             for (ranks, batch) in [(2, 64), (3, 64), (4, 128)] {
                 let single = "single\(batch)-\(steps)", run = "ranks\(ranks)-\(steps)"
-                let options = ["--batch", "\(batch)"]
+                let options = ["--batch", "\(batch)", "--leaf", "32"]  // the default leaf depends on the cores
                 if !FileManager.default.fileExists(atPath: scratch.file(single)) {
                     let result = try runCommand(vaeBinary, train(single, steps: steps, extra: options))
                     try #require(result.status == 0, "single process failed: \(result.error)")
@@ -145,6 +145,8 @@ import Testing
         (["--threads", "0"], "--threads must be positive"),
         (["--lr", "0"], "--lr must be a positive number"),
         (["--latnet", "3"], "Unknown option '--latnet'"),
+        (["--leaf", "3"], "--leaf must be a power of two from 1 to 32, got 3"),
+        (["--leaf", "64"], "--leaf must be a power of two from 1 to 32, got 64"),
         (["--data", "/nonexistent/faces.vaeds"], "/nonexistent/faces.vaeds"),
     ])
     func badInputGetsOneClearLine(arguments: [String], message: String) throws {

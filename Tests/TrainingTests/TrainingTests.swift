@@ -10,11 +10,11 @@ import VAEEngine
     /// A small model on 32x32 faces keeps a few hundred steps quick.
     let config = ModelConfig(imageSize: 32, encoderChannels: [16, 16], latent: 16, decoderWidths: [64])
 
-    func makeRunner(batch: Int, learningRate: Float = 0.001, threads: Int = 1) throws -> StepRunner {
-        let model = try VAE(config: config, maxBatch: batch)
+    func makeRunner(batch: Int, learningRate: Float = 0.001, leaf: Int = 32, threads: Int = 1) throws -> StepRunner {
+        let model = try VAE(config: config, maxBatch: min(batch, leaf))
         model.parameters.initialize(seed: 5)
         return try StepRunner(model: model, optimizer: Adam(parameterCount: model.parameters.count, learningRate: learningRate),
-                              communicator: Communicator(), globalBatch: batch, seed: 5, threads: threads)
+                              communicator: try Communicator(), globalBatch: batch, seed: 5, leaf: leaf, threads: threads)
     }
 
     @Test func lossDropsSteadilyOnGeneratedFaces() throws {
@@ -41,8 +41,8 @@ import VAEEngine
     /// 2 ranks compute) and the sum two threads compute, and it is the batch's gradient (against
     /// one pass over all the images).
     @Test func gradientTreeSumIsTheSameWhenSplitInTwo() throws {
-        let batch = 96  // halves of 48, leaves of 24
-        let model = try VAE(config: config, maxBatch: GradientTree.leafImages)
+        let (batch, leafImages) = (96, 32)  // halves of 48, leaves of 24
+        let model = try VAE(config: config, maxBatch: leafImages)
         model.parameters.initialize(seed: 2)
         let images = SyntheticFaces(seed: 4, imageSize: config.imageSize).floatImages(count: batch)
         let values = model.parameters.count
@@ -52,7 +52,7 @@ import VAEEngine
                        gradientScale: 1 / Float(batch))
         }
         func gradients(_ model: VAE) -> [Float] { Array(model.parameters.gradients.buffer.prefix(values)) }
-        let tree = GradientTree(models: [model], values: values, largestPiece: batch)
+        let tree = GradientTree(models: [model], values: values, largestPiece: batch, leaf: leafImages)
         tree.sum(0..<batch, leaf: leaf)
         let whole = gradients(model)
         tree.sum(0..<(batch / 2), leaf: leaf)
@@ -61,8 +61,8 @@ import VAEEngine
         let right = gradients(model)
         #expect(whole == zip(left, right).map { $0 + $1 })
 
-        let replica = try VAE(config: config, maxBatch: GradientTree.leafImages, sharingParametersWith: model)
-        GradientTree(models: [model, replica], values: values, largestPiece: batch).sum(0..<batch, leaf: leaf)
+        let replica = try VAE(config: config, maxBatch: leafImages, sharingParametersWith: model)
+        GradientTree(models: [model, replica], values: values, largestPiece: batch, leaf: leafImages).sum(0..<batch, leaf: leaf)
         #expect(gradients(model) == whole, "two threads")
 
         let wide = try VAE(config: config, maxBatch: batch, sharingParametersWith: model)
@@ -72,19 +72,45 @@ import VAEEngine
         #expect(maximumRelativeDifference(onePass, whole) < 1e-5)
     }
 
-    /// Training with 2 threads takes the same steps, bit for bit, as with 1.
+    /// With the same leaf, training takes the same steps, bit for bit, with any thread count: 2 at
+    /// leaves of 32; 2, 3 (an uneven split of the team) and 8 (a leaf each) at leaves of 8, where a
+    /// batch of 60 also splits odd ranges (15 into 8 + 7). Another leaf sums in another order and
+    /// takes other steps, so the comparison does see the order.
     @Test func threadsDoNotChangeTheResult() throws {
-        let (batch, images) = (64, 256)
+        let (batch, images) = (60, 240)
         let data = SyntheticFaces(seed: 6, imageSize: config.imageSize).floatImages(count: images)
-        let runners = try [1, 2].map { try makeRunner(batch: batch, threads: $0) }
-        #expect(runners.map(\.threads) == [1, 2])
-        for runner in runners {
+        func train(leaf: Int, threads: Int) throws -> (threads: Int, parameters: [Float]) {
+            let runner = try makeRunner(batch: batch, leaf: leaf, threads: threads)
             for step in 0..<5 {
                 _ = try runner.run(images: data.pointer + (step * batch) % images * config.imageValues, count: batch,
                                    firstPosition: 0, step: step)
             }
+            return (runner.threads, Array(runner.model.parameters.values.buffer))
         }
-        #expect(Array(runners[0].model.parameters.values.buffer) == Array(runners[1].model.parameters.values.buffer))
+        for (leaf, threadCounts) in [(32, [2]), (8, [2, 3, 8])] {
+            let one = try train(leaf: leaf, threads: 1)
+            for threads in threadCounts {
+                let run = try train(leaf: leaf, threads: threads)
+                #expect(run.threads == threads)
+                let same = run.parameters == one.parameters  // not inside #expect, which would print every value
+                #expect(same, "\(threads) threads, leaf \(leaf)")
+            }
+        }
+        let otherLeafDiffers = try train(leaf: 8, threads: 1).parameters != train(leaf: 4, threads: 1).parameters
+        #expect(otherLeafDiffers)
+        #expect(try makeRunner(batch: batch, leaf: 8, threads: 16).threads == 8, "at most a thread per leaf")
+    }
+
+    /// A new run's leaf: the largest, up to 32, that gives every worker (ranks x threads, counted
+    /// down to a power of two) a leaf of the batch's tree.
+    @Test func defaultLeafGivesEveryWorkerALeaf() {
+        let cases: [(batch: Int, workers: Int, leaf: Int)] = [
+            (64, 1, 32), (64, 2, 32), (64, 3, 32), (64, 4, 16), (64, 8, 8), (64, 16, 4), (64, 48, 2), (64, 64, 1),
+            (64, 96, 1), (128, 4, 32), (100, 4, 32), (100, 8, 16),  // 100 halves to leaves of 25, then 13 and 12
+        ]
+        for (batch, workers, leaf) in cases {
+            #expect(StepRunner.defaultLeaf(globalBatch: batch, workers: workers) == leaf, "batch \(batch), \(workers) workers")
+        }
     }
 
     @Test func nonFiniteLossStopsBeforeAnyUpdate() throws {
@@ -106,7 +132,7 @@ import VAEEngine
         let runner = try makeRunner(batch: 4)
         let images = SyntheticFaces(seed: 1, imageSize: config.imageSize).floatImages(count: 4)
         for step in 0..<3 { _ = try runner.run(images: images.pointer, count: 4, firstPosition: 0, step: step) }
-        let info = CheckpointInfo(config: config, step: 3, seed: 5, batch: 4, learningRate: 0.001,
+        let info = CheckpointInfo(config: config, step: 3, seed: 5, batch: 4, leaf: 8, learningRate: 0.001,
                                   parameters: Checkpoint.describe(runner.model.parameters))
         let path = scratch.file("checkpoint.bin")
         try Checkpoint.write(info, model: runner.model, optimizer: runner.optimizer, to: path)
@@ -119,6 +145,13 @@ import VAEEngine
             #expect(Array(a.buffer) == Array(b.buffer))
         }
         #expect(restored.optimizer.step == 3)
+        #expect(try Checkpoint.readInfo(from: path) == info)
+
+        // Checkpoints from before the leaf was recorded were all made with leaves of 32.
+        var unrecorded = try JSONSerialization.jsonObject(with: JSONEncoder().encode(info)) as! [String: Any]
+        unrecorded["leaf"] = nil
+        let decoded = try JSONDecoder().decode(CheckpointInfo.self, from: JSONSerialization.data(withJSONObject: unrecorded))
+        #expect(decoded.leaf == 32 && decoded.step == info.step)
 
         var other = config
         other.latent = 8
