@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// The real binary under mpirun: these start several processes, so they run one at a time.
-@Suite(.serialized) struct MPITests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct MPITests {
     let scratch: ScratchDirectory
     var data: String { MPITests.dataset.path }
 
@@ -101,12 +101,11 @@ import Testing
     /// Ranks whose parameters drift apart are caught at the next check. Here mpirun's MPMD syntax
     /// gives rank 1 another learning rate, so its Adam steps differ from rank 0's.
     @Test func driftingRanksAreStopped() throws {
-        let environment = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "OPENBLAS_NUM_THREADS": "1"]
         let common = train("drift", steps: 20, extra: ["--check-every", "5"])
         let result = try runCommand("/usr/bin/env", ["mpirun", "--oversubscribe", "--bind-to", "none",
                                                      "-np", "1", vaeBinary] + common + ["--lr", "0.0005", ":",
                                                      "-np", "1", vaeBinary] + common + ["--lr", "0.0006"],
-                                    environment: environment)
+                                    environment: mpirunEnvironment)
         #expect(result.status != 0)
         let errors = result.error.split(separator: "\n").filter { $0.contains("error:") }
         #expect(errors.count == 1 && errors[0].contains("step 5: the parameters of rank(s) 1 differ from rank 0's"),
