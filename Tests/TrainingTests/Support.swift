@@ -101,13 +101,19 @@ func runMPI(ranks: Int, _ arguments: [String], mpirunOptions: [String] = []) thr
                    + mpirunOptions + [vaeBinary] + arguments, environment: mpirunEnvironment)
 }
 
-/// The parameters stored in a checkpoint file (the first of its three float arrays).
-func checkpointParameters(_ path: String) throws -> [Float] {
+/// The float arrays at the start of a checkpoint file's data, in file order (the third is Adam's
+/// second moment; see Sources/Training/Checkpoint.swift).
+enum CheckpointArray: Int {
+    case parameters, firstMoment
+}
+
+/// One of the float arrays stored in a checkpoint file.
+func checkpointArray(_ array: CheckpointArray, in path: String) throws -> [Float] {
     let data = try Data(contentsOf: URL(fileURLWithPath: path))
     let (jsonBytes, count) = data.withUnsafeBytes {
         (Int($0.loadUnaligned(fromByteOffset: 16, as: UInt64.self)), Int($0.loadUnaligned(fromByteOffset: 24, as: UInt64.self)))
     }
-    let start = 64 + jsonBytes
+    let start = 64 + jsonBytes + array.rawValue * count * 4
     return data.withUnsafeBytes { raw in
         (0..<count).map { raw.loadUnaligned(fromByteOffset: start + 4 * $0, as: Float.self) }
     }
