@@ -56,7 +56,7 @@ public final class BatchLoader {
         pipeline.filled.wait()
         waitSeconds += monotonicSeconds() - started
         defer { delivered += 1 }
-        return pipeline.slots[delivered % 2]!
+        return pipeline.slots[delivered % 2].batch!
     }
 
     /// Stops the background thread and waits for it to finish; later calls do nothing.
@@ -68,15 +68,25 @@ public final class BatchLoader {
     }
 }
 
-/// The state the background thread works on. The semaphores order every access: the thread fills
-/// slot k % 2 only after `free` says the caller gave it back, and the caller reads it only after
-/// `filled` says it is ready.
+/// One of the two places a piece is converted into and handed over from.
+private final class Slot {
+    let images: FloatBuffer
+    /// Written by the background thread, then read by the caller, never both at once (see Pipeline).
+    var batch: Batch?
+
+    init(values: Int) { images = FloatBuffer(count: values) }
+}
+
+/// The state the background thread works on. The semaphores order every access to a slot: the
+/// thread fills slot k % 2 only after `free` says the caller gave it back, and the caller reads it
+/// only after `filled` says it is ready. Each slot is an object of its own in an array that never
+/// changes: the two threads touch different slots at the same time, and writing an element of a
+/// shared Swift array while the other thread reads it would race on the array itself.
 private final class Pipeline: @unchecked Sendable {
     let dataset: Dataset
     let trainingIndices: [Int32]
     let batchSize: Int, seed: UInt64, rank: Int, ranks: Int
-    let buffers: [FloatBuffer]
-    var slots: [Batch?] = [nil, nil]
+    let slots: [Slot]
     let free = DispatchSemaphore(value: 0)
     let filled = DispatchSemaphore(value: 0)
     let finished = DispatchSemaphore(value: 0)
@@ -92,8 +102,8 @@ private final class Pipeline: @unchecked Sendable {
         self.ranks = ranks
         let largestPiece = (batchSize + ranks - 1) / ranks
         let imageValues = dataset.imageSize * dataset.imageSize * dataset.channels
-        buffers = (0..<2).map { _ in FloatBuffer(count: largestPiece * imageValues) }
-        // Both buffers start free. Signalled here rather than created with value 2: libdispatch
+        slots = (0..<2).map { _ in Slot(values: largestPiece * imageValues) }
+        // Both slots start free. Signalled here rather than created with value 2: libdispatch
         // traps when a semaphore is released holding less than its initial value.
         free.signal()
         free.signal()
@@ -117,11 +127,11 @@ private final class Pipeline: @unchecked Sendable {
                 plan = EpochPlan(trainingIndices: trainingIndices, batchSize: batchSize, seed: seed, epoch: epoch)
             }
             let piece = plan.piece(step: step, rank: rank, ranks: ranks)
-            let buffer = buffers[produced % 2].pointer
-            dataset.loadFloats(piece.indices, into: buffer)
-            slots[produced % 2] = Batch(images: buffer, count: piece.indices.count,
-                                        offsetInGlobalBatch: piece.offsetInGlobalBatch, epoch: epoch, step: step,
-                                        indices: piece.indices)
+            let slot = slots[produced % 2]
+            dataset.loadFloats(piece.indices, into: slot.images.pointer)
+            slot.batch = Batch(images: slot.images.pointer, count: piece.indices.count,
+                               offsetInGlobalBatch: piece.offsetInGlobalBatch, epoch: epoch, step: step,
+                               indices: piece.indices)
             filled.signal()
         }
         finished.signal()

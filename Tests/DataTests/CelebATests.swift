@@ -53,7 +53,7 @@ private func miniCelebA(from sample: String, count: Int, in directory: Temporary
 }
 
 @Test(needsCelebASample) func preparingTheSampleGivesTheDocumentedContent() throws {
-    let sample = try #require(celebASample)
+    let sample = try requireCelebASample()
     let directory = try TemporaryDirectory()
     let path = directory.file("sample.vaeds")
     let report = try prepareCelebA(PreparationOptions(celebaDirectory: sample, outputPath: path))
@@ -90,7 +90,7 @@ private func miniCelebA(from sample: String, count: Int, in directory: Temporary
 }
 
 @Test(needsCelebASample) func cropAndResizeMatchTheFloat64Reference() throws {
-    let sample = try #require(celebASample)
+    let sample = try requireCelebASample()
     let decoder = JPEGDecoder()
     for file in ["000001.jpg", "000002.jpg", "000007.jpg", "000100.jpg"] {
         try decoder.decode(path: sample + "/img_align_celeba/" + file)
@@ -130,7 +130,7 @@ private func miniCelebA(from sample: String, count: Int, in directory: Temporary
 }
 
 @Test(needsCelebASample) func corruptAndMissingImagesAreReportedOrSkipped() throws {
-    let sample = try #require(celebASample)
+    let sample = try requireCelebASample()
     let directory = try TemporaryDirectory()
     let root = try miniCelebA(from: sample, count: 6, in: directory)
     let images = root + "/" + CelebAAnnotations.imageDirectory
@@ -155,7 +155,7 @@ private func miniCelebA(from sample: String, count: Int, in directory: Temporary
 }
 
 @Test(needsCelebASample) func limitAndPartitionSelectImages() throws {
-    let sample = try #require(celebASample)
+    let sample = try requireCelebASample()
     let directory = try TemporaryDirectory()
     let output = directory.file("valid.vaeds")
     let report = try prepareCelebA(PreparationOptions(celebaDirectory: sample, outputPath: output, partition: .valid,
@@ -174,7 +174,7 @@ private func miniCelebA(from sample: String, count: Int, in directory: Temporary
 }
 
 @Test(needsCelebASample) func badAnnotationFilesGiveOneClearError() throws {
-    let sample = try #require(celebASample)
+    let sample = try requireCelebASample()
     let directory = try TemporaryDirectory()
     let root = try miniCelebA(from: sample, count: 6, in: directory)
     let attributes = root + "/" + CelebAAnnotations.attributeFile
@@ -220,7 +220,7 @@ private func miniCelebA(from sample: String, count: Int, in directory: Temporary
 }
 
 @Test(needsCelebASample) func annotationsParseWithLFAndSingleSpaces() throws {
-    let sample = try #require(celebASample)
+    let sample = try requireCelebASample()
     let directory = try TemporaryDirectory()
     let root = try miniCelebA(from: sample, count: 6, in: directory)
     let official = try CelebAAnnotations(directory: root)

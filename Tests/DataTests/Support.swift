@@ -25,9 +25,20 @@ let celebASampleDirectory = ProcessInfo.processInfo.environment["CELEBA_DIR"]
 let celebASample: String? = FileManager.default.fileExists(atPath: celebASampleDirectory + "/list_attr_celeba.txt")
     ? celebASampleDirectory : nil
 
-/// Skips a test, saying why, when the CelebA sample is absent.
+/// CI sets CI=true. There the CelebA tests must run: a missing sample fails them instead of
+/// skipping them, so that a broken checkout cannot pass unnoticed.
+let runningInCI = ProcessInfo.processInfo.environment["CI"] == "true"
+
+/// Skips a test, saying why, when the CelebA sample is absent, except under CI.
 let needsCelebASample = Testing.ConditionTrait.enabled(
-    if: celebASample != nil, "CelebA sample not found at \(celebASampleDirectory): set CELEBA_DIR to run this test")
+    if: celebASample != nil || runningInCI,
+    "CelebA sample not found at \(celebASampleDirectory): set CELEBA_DIR to run this test")
+
+/// The CelebA sample directory; under CI, when it is absent, a failure saying where it was looked for.
+func requireCelebASample(sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+    try #require(celebASample, "CelebA sample not found at \(celebASampleDirectory) (set CELEBA_DIR): CI=true requires it",
+                 sourceLocation: sourceLocation)
+}
 
 /// Writes a small synthetic dataset file and returns its path.
 func writeSyntheticDataset(in directory: TemporaryDirectory, count: Int, imageSize: Int = 16,

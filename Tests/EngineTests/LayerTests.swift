@@ -191,8 +191,26 @@ extension ConvTranspose2D: PatchLayer {}
         whole.drawNoise(seed: 5, step: 42, firstPosition: 0, batch: 6)
         piece.drawNoise(seed: 5, step: 42, firstPosition: 3, batch: 2)
         #expect(read(piece.noise.pointer, 14) == read(whole.noise.pointer + 21, 14))
-        let values = read(whole.noise.pointer, 42)
-        let mean = values.reduce(0, +) / 42
-        #expect(abs(mean) < 0.6 && values.allSatisfy { abs($0) < 6 })
+    }
+
+    /// 100,000 draws against N(0, 1), each statistic within 5 standard errors: the mean (SE 1/√n),
+    /// the variance (SE √(2/n)) and the shares beyond ±1, ±2 and ±3 (SE √(p(1−p)/n)). The tails
+    /// catch noise of the right mean and variance but the wrong shape, such as uniform(−√3, √3).
+    @Test func noiseIsStandardNormal() {
+        let (latent, batch) = (100, 1000)
+        let layer = Reparameterize(latent: latent, maxBatch: batch)
+        layer.drawNoise(seed: 9, step: 3, firstPosition: 0, batch: batch)
+        let values = read(layer.noise.pointer, latent * batch)
+        let n = Double(values.count)
+        let mean = values.reduce(0, +) / n
+        let variance = values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / (n - 1)
+        #expect(abs(mean) < 5 / n.squareRoot(), "mean \(mean)")
+        #expect(abs(variance - 1) < 5 * (2 / n).squareRoot(), "variance \(variance)")
+        for k in [1.0, 2, 3] {
+            let expected = erfc(k / 2.squareRoot())  // P(|eps| > k) for a standard normal
+            let share = Double(values.filter { abs($0) > k }.count) / n
+            #expect(abs(share - expected) < 5 * (expected * (1 - expected) / n).squareRoot(),
+                    "share beyond ±\(k): \(share), a standard normal has \(expected)")
+        }
     }
 }

@@ -25,10 +25,35 @@ struct CommandResult {
     var error: String
 }
 
+/// A command that ran past its time limit. Thrown, so that a hang fails the test that started it
+/// (naming it and the command) instead of stalling the whole run.
+struct CommandTimedOut: Error, CustomStringConvertible {
+    var test: String
+    var command: String
+    var timeLimit: Double
+    var output: String
+    var error: String
+
+    var description: String {
+        "test \(test): `\(command)` ran past its time limit of \(timeLimit) s and was stopped (SIGTERM, then SIGKILL, "
+            + "to its process group)\nlast output:\n\(output.suffix(2_000))\nlast errors:\n\(error.suffix(2_000))"
+    }
+}
+
+/// Long enough for any command of the test suite on a busy machine; short enough that a deadlocked
+/// run fails while someone still waits for the result.
+let defaultCommandTimeLimit = 300.0
+
+/// What mpirun needs to start ranks as root (in containers), with one OpenBLAS thread per rank.
+let mpirunEnvironment = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+                         "OPENBLAS_NUM_THREADS": "1"]
+
 /// Runs a program to completion; its output goes through files, so no pipe can fill up and stall it.
-func runCommand(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:]) throws
-    -> CommandResult
-{
+/// Past `timeLimit` seconds it is killed and `CommandTimedOut` is thrown. Foundation starts the
+/// program in a process group of its own, so the kill reaches whatever it started in that group
+/// too; mpirun puts its ranks in groups of their own, and ends them itself when it gets SIGTERM.
+func runCommand(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:],
+                timeLimit: Double = defaultCommandTimeLimit) throws -> CommandResult {
     let scratch = try ScratchDirectory()
     FileManager.default.createFile(atPath: scratch.file("out"), contents: nil)
     FileManager.default.createFile(atPath: scratch.file("err"), contents: nil)
@@ -39,28 +64,56 @@ func runCommand(_ executable: String, _ arguments: [String], environment extra: 
     process.standardOutput = FileHandle(forWritingAtPath: scratch.file("out"))
     process.standardError = FileHandle(forWritingAtPath: scratch.file("err"))
     process.standardInput = FileHandle.nullDevice
+    let exited = DispatchSemaphore(value: 0)
+    process.terminationHandler = { _ in exited.signal() }
+    try runWithSignalsUnblocked(process)
+    let output = { try String(contentsOfFile: scratch.file("out"), encoding: .utf8) }
+    let error = { try String(contentsOfFile: scratch.file("err"), encoding: .utf8) }
+    if exited.wait(timeout: .now() + timeLimit) == .timedOut {
+        // SIGTERM first, so that mpirun can take its ranks down with it. Foundation reports the
+        // exit only once every process holding its status socket is gone, so the last wait is
+        // bounded too: a survivor must not hang the test either.
+        kill(-process.processIdentifier, SIGTERM)
+        if exited.wait(timeout: .now() + 10) == .timedOut {
+            kill(-process.processIdentifier, SIGKILL)
+            _ = exited.wait(timeout: .now() + 10)
+        }
+        throw CommandTimedOut(test: Test.current?.name ?? "(none)", command: ([executable] + arguments).joined(separator: " "),
+                              timeLimit: timeLimit, output: try output(), error: try error())
+    }
+    return CommandResult(status: process.terminationStatus, output: try output(), error: try error())
+}
+
+/// Starts `process` with no signal blocked. Swift Testing runs tests on libdispatch threads, which
+/// block SIGTERM and most other signals, and a started program inherits its thread's mask: mpirun
+/// would never see the SIGTERM that tells it to end its ranks.
+private func runWithSignalsUnblocked(_ process: Process) throws {
+    var none = sigset_t(), previous = sigset_t()
+    sigemptyset(&none)
+    pthread_sigmask(SIG_SETMASK, &none, &previous)
+    defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
     try process.run()
-    process.waitUntilExit()
-    return CommandResult(status: process.terminationStatus,
-                         output: try String(contentsOfFile: scratch.file("out"), encoding: .utf8),
-                         error: try String(contentsOfFile: scratch.file("err"), encoding: .utf8))
 }
 
 /// `vae` under mpirun on this machine, as root if need be.
 func runMPI(ranks: Int, _ arguments: [String], mpirunOptions: [String] = []) throws -> CommandResult {
     try runCommand("/usr/bin/env", ["mpirun", "-np", "\(ranks)", "--oversubscribe", "--bind-to", "none"]
-                   + mpirunOptions + [vaeBinary] + arguments,
-                   environment: ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-                                 "OPENBLAS_NUM_THREADS": "1"])
+                   + mpirunOptions + [vaeBinary] + arguments, environment: mpirunEnvironment)
 }
 
-/// The parameters stored in a checkpoint file (the first of its three float arrays).
-func checkpointParameters(_ path: String) throws -> [Float] {
+/// The float arrays at the start of a checkpoint file's data, in file order (the third is Adam's
+/// second moment; see Sources/Training/Checkpoint.swift).
+enum CheckpointArray: Int {
+    case parameters, firstMoment
+}
+
+/// One of the float arrays stored in a checkpoint file.
+func checkpointArray(_ array: CheckpointArray, in path: String) throws -> [Float] {
     let data = try Data(contentsOf: URL(fileURLWithPath: path))
     let (jsonBytes, count) = data.withUnsafeBytes {
         (Int($0.loadUnaligned(fromByteOffset: 16, as: UInt64.self)), Int($0.loadUnaligned(fromByteOffset: 24, as: UInt64.self)))
     }
-    let start = 64 + jsonBytes
+    let start = 64 + jsonBytes + array.rawValue * count * 4
     return data.withUnsafeBytes { raw in
         (0..<count).map { raw.loadUnaligned(fromByteOffset: start + 4 * $0, as: Float.self) }
     }
