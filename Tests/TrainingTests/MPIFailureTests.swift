@@ -12,8 +12,7 @@ extension MPITests {
     func runTwoRanks(_ first: [String], _ second: [String]) throws -> CommandResult {
         try runCommand("/usr/bin/env", ["mpirun", "--quiet", "--oversubscribe", "--bind-to", "none",
                                         "-np", "1", vaeBinary] + first + [":", "-np", "1", vaeBinary] + second,
-                       environment: ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-                                     "OPENBLAS_NUM_THREADS": "1"])
+                       environment: mpirunEnvironment)
     }
 
     func errorLines(_ result: CommandResult) -> [Substring] {

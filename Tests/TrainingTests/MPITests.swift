@@ -2,7 +2,10 @@ import Foundation
 import Testing
 
 /// The real binary under mpirun: these start several processes, so they run one at a time.
-@Suite(.serialized, .timeLimit(.minutes(10))) struct MPITests {
+// The limit is per test, and generous: the debug pass runs the unoptimised binary (the longest
+// test, rankCountsFollowTheSameTrajectory, took 5 minutes there); runCommand's own limit per
+// command catches a hang sooner.
+@Suite(.serialized, .timeLimit(.minutes(20))) struct MPITests {
     let scratch: ScratchDirectory
     var data: String { MPITests.dataset.path }
 
