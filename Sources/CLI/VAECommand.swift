@@ -12,10 +12,12 @@ struct VAECommand: ParsableCommand {
               vae inspect faces.vaeds --grid first.png           # look at what the model will see
               launch/train.sh --ranks 2 -- --data faces.vaeds --out runs/faces --epochs 5
               vae bench                                         # training speed of this machine
+              vae export runs/faces --out faces.safetensors      # the weights, for PyTorch
 
             Run 'vae help <command>' for each command's options.
             """,
-        subcommands: [Synth.self, Prepare.self, Inspect.self, Train.self, Bench.self])
+        subcommands: [Synth.self, Prepare.self, Inspect.self, Train.self, Bench.self, Export.self, Import.self,
+                      Encode.self, Decode.self])
 
     /// Every error ends as one line on standard error (see Failure), not ArgumentParser's usage block.
     static func main() {

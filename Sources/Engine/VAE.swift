@@ -86,6 +86,8 @@ public final class VAE {
 
     /// mu [batch, L] of the last `encode`.
     public var means: UnsafeMutablePointer<Float> { mu.pointer }
+    /// logvar [batch, L] of the last `encode`.
+    public var logVariances: UnsafeMutablePointer<Float> { logvar.pointer }
     /// z [batch, L]: written by the forward pass, or by the caller before `decode`.
     public var latents: UnsafeMutablePointer<Float> { z.pointer }
     /// x̂ [batch, H, W, C] of the last `decode`.
