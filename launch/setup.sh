@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libopenblas-dev libopenmpi-dev openmpi-bin libturbojpeg0-dev libpng-dev pkg-config)
+# python3-numpy: the test suite's independent reader of exported weights (Tests/Reference).
+packages=(libopenblas-dev libopenmpi-dev openmpi-bin libturbojpeg0-dev libpng-dev pkg-config python3-numpy)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

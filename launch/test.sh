@@ -3,7 +3,8 @@
 # users run: the training and MPI tests start the real binary) and in a debug build, where the
 # engine's preconditions, bounds and overflow checks, compiled out of its release build, run too.
 # Tests that need CelebA read CELEBA_DIR (default ../shared/celeba-sample) and are skipped, saying
-# so, where it is absent; with CI=true they fail instead.
+# so, where it is absent; with CI=true they fail instead. So do the tests that need python3 with
+# NumPy (which setup.sh installs).
 # Measured on the project's 2-core machine: about 3 minutes for the release pass and 12 for the
 # debug pass (which runs the unoptimised binary under mpirun), builds included.
 set -euo pipefail

@@ -110,8 +110,9 @@ struct Encode: ParsableCommand {
             file). Images are read as training reads them (bytes / 255, NHWC).
 
             Examples:
-              vae encode --model runs/faces --data faces.vaeds --indices 0,5,9 --out codes.npy
-              vae encode --model faces.safetensors --data faces.vaeds --count 100 --partition valid --out codes.npy
+              vae encode --model runs/faces --data f.vaeds --indices 0,5,9 --out codes.npy
+              vae encode --model m.safetensors --data f.vaeds --count 100 --partition valid \
+                         --out codes.npy
             """)
 
     @Option(help: modelHelp)

@@ -92,11 +92,14 @@ public enum Safetensors {
         func fail(_ problem: String) -> TrainingError { TrainingError("\(path): \(problem)") }
         guard file.count >= 8 else { throw fail("not a safetensors file: \(file.count) bytes, too short for a header") }
         let headerBytes = file.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
-        guard headerBytes >= 2 && headerBytes <= maxHeaderBytes, file[file.startIndex + 8] == UInt8(ascii: "{") else {
-            throw fail("not a safetensors file (no JSON header after its first 8 bytes)")
+        guard headerBytes >= 2 && headerBytes <= maxHeaderBytes else {
+            throw fail("not a safetensors file (its first 8 bytes give a header length of \(headerBytes))")
         }
         guard 8 + Int(headerBytes) <= file.count else {
             throw fail("truncated: the header needs \(headerBytes) bytes, the file has \(file.count - 8) after its length")
+        }
+        guard file[file.startIndex + 8] == UInt8(ascii: "{") else {
+            throw fail("not a safetensors file (no JSON object after its first 8 bytes)")
         }
         let header = file.subdata(in: file.startIndex + 8 ..< file.startIndex + 8 + Int(headerBytes))
         let data = file.subdata(in: file.startIndex + 8 + Int(headerBytes) ..< file.endIndex)

@@ -120,6 +120,7 @@ let needsPythonWithNumPy = Testing.ConditionTrait.enabled(
         let cases: [(String, Data, String)] = [
             ("text", Data("hello, world\n".utf8), "not a safetensors file"),
             ("empty", Data(), "not a safetensors file"),
+            ("length-only", Data([8, 0, 0, 0, 0, 0, 0, 0]), "truncated: the header needs 8 bytes"),
             ("not-json", lengthSixteen, "not a safetensors file"),
             ("truncated", valid.dropLast(100), "truncated: tensor 'dec_deconv2.weight'"),
             ("truncated-header", valid.prefix(60), "truncated: the header needs"),
