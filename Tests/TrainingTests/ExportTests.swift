@@ -150,7 +150,8 @@ let needsPythonWithNumPy = Testing.ConditionTrait.enabled(
         }
     }
 
-    /// `vae decode` refuses latents of another dtype or size with one line, and writes nothing.
+    /// `vae decode` refuses latents of another dtype or size with one line, and writes nothing;
+    /// the float32 array the bad ones were made from decodes.
     @Test func badLatentsAreRefusedWithOneLine() throws {
         let model = scratch.file("small.safetensors")
         try smallModelFile().bytes.write(to: URL(fileURLWithPath: model))
@@ -172,5 +173,9 @@ let needsPythonWithNumPy = Testing.ConditionTrait.enabled(
             #expect(result.status != 0 && lines.count == 1 && lines[0].contains(expected), "\(name): \(result.error)")
             #expect(!FileManager.default.fileExists(atPath: images), "\(name): wrote \(images)")
         }
+        let valid = scratch.file("valid.npy")
+        try float32.write(to: URL(fileURLWithPath: valid))
+        let decoded = try vae(["decode", "--model", model, "--latents", valid, "--out", scratch.file("images.npy")])
+        #expect(decoded.output.contains("shape (2, 16, 16, 3)"), "\(decoded.output)")
     }
 }
