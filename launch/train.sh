@@ -12,8 +12,14 @@
 #   --tcp            force the TCP transport that separate hosts use (--mca btl tcp,self)
 #   --no-bind        do not bind ranks to cores
 #
+# Stopping: SIGTERM, SIGINT (Ctrl-C) or SIGUSR1 to this script stops every rank after the current
+# step with a checkpoint and a line saying how to continue; a second one stops at once.
+#
 # Example: launch/train.sh --ranks 2 -- --data faces.vaeds --out runs/faces --epochs 5
 set -euo pipefail
+# The command that continues this run after a stop: this one, which vae completes with --resume.
+VAE_CONTINUE_COMMAND=$(printf '%q ' "$0" "$@")
+export VAE_CONTINUE_COMMAND="${VAE_CONTINUE_COMMAND% }"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 vae="${VAE_BINARY:-$root/.build/release/vae}"
 ranks="" threads=1 hostfile="" tcp=0 bind=1
@@ -25,7 +31,7 @@ while (($#)); do
         --tcp) tcp=1; shift ;;
         --no-bind) bind=0; shift ;;
         --) shift; break ;;
-        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "train.sh: unknown option $1 (options go before --, vae train's after it)" >&2; exit 2 ;;
     esac
 done
@@ -76,4 +82,28 @@ elif ((bind)); then
 else
     args+=(--bind-to none)
 fi
-exec mpirun "${args[@]}" "$vae" train --threads "$threads" "$@"
+args+=(-x VAE_CONTINUE_COMMAND)
+
+# Stopping. mpirun kills its ranks one second after it forwards a TERM or an INT: too soon for the
+# step in hand and a checkpoint. It forwards a USR1 without killing. So mpirun runs in a session
+# of its own, where a Ctrl-C on the terminal does not reach it, and this script turns the first
+# TERM, INT or USR1 it gets into a USR1 for mpirun (every rank stops after the same step, rank 0
+# writes a checkpoint, all exit 0) and a second one into a TERM (everything stops at once).
+signals=0
+forward_stop() {
+    signals=$((signals + 1))
+    if ((signals == 1)); then
+        echo "train.sh: stopping after the current step (send it again to stop at once)" >&2
+        kill -USR1 "$mpirun" 2>/dev/null || true
+    else
+        kill -TERM "$mpirun" 2>/dev/null || true
+    fi
+}
+trap forward_stop TERM INT USR1
+setsid mpirun "${args[@]}" "$vae" train --threads "$threads" "$@" </dev/null &
+mpirun=$!
+# A trapped signal interrupts wait; wait again until mpirun is gone, then take its status.
+while kill -0 "$mpirun" 2>/dev/null; do wait "$mpirun" || true; done
+status=0
+wait "$mpirun" || status=$?
+exit "$status"

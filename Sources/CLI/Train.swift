@@ -24,6 +24,11 @@ struct Train: ParsableCommand {
             samples (each epoch). An existing run is never overwritten: --resume continues it from its \
             checkpoint.
 
+            SIGTERM, SIGINT (Ctrl-C) or SIGUSR1 to this process or to any rank stops every rank after \
+            the current step: rank 0 writes a checkpoint and prints how to continue, and all exit 0. A \
+            second SIGINT or SIGTERM stops at once. Under mpirun, send mpirun SIGUSR1 (it kills its ranks \
+            one second after forwarding a SIGTERM); launch/train.sh does so for you.
+
             Examples:
               vae train --data faces.vaeds --out runs/faces --epochs 5
               launch/train.sh --ranks 2 -- --data celeba.vaeds --out runs/celeba
@@ -93,11 +98,30 @@ struct Train: ParsableCommand {
             // agree on the outcome: a bad flag ends the job with one line, not one per rank.
             let (config, options) = try collectively(communicator) { try validatedInputs(ranks: communicator.size) }
             BLAS.threads = blasThreads ?? ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"].flatMap(Int.init) ?? 1
-            _ = try Trainer(config: config, options: options, communicator: communicator).run()
+            StopSignals.install()
+            let summary = try Trainer(config: config, options: options, communicator: communicator).run()
+            if summary.stopped && communicator.isRoot {
+                print("stopped at step \(summary.steps); continue with: \(continueCommand())")
+            }
         } catch {
             Failure.exitReporting(error, communicator: communicator)
         }
         communicator.finish()
+    }
+
+    /// The command that continues this run: this one with --resume, or, under launch/train.sh,
+    /// the launcher's own command line, which it passes in VAE_CONTINUE_COMMAND.
+    private func continueCommand() -> String {
+        let command = ProcessInfo.processInfo.environment["VAE_CONTINUE_COMMAND"]
+            ?? CommandLine.arguments.map(shellQuoted).joined(separator: " ")
+        return resume ? command : command + " --resume"
+    }
+
+    private func shellQuoted(_ word: String) -> String {
+        let plain = !word.isEmpty && word.unicodeScalars.allSatisfy {
+            CharacterSet.alphanumerics.contains($0) || "_-./=:,+@%".unicodeScalars.contains($0)
+        }
+        return plain ? word : "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 
     private func validatedInputs(ranks: Int) throws -> (ModelConfig, TrainingOptions) {

@@ -94,6 +94,11 @@ final class Reporter {
                        means.loss, means.reconstruction, means.kl))
     }
 
+    /// Something that happened to the run after `step` steps, such as stopping on a signal.
+    func event(_ name: String, step: Int) {
+        record(["step": step, "event": name, "seconds": monotonicSeconds() - start])
+    }
+
     /// A line of its own, below the progress bar.
     func message(_ text: String) {
         print((interactive ? "\r\u{1B}[K" : "") + text)

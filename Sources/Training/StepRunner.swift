@@ -11,6 +11,8 @@ import VAEEngine
 ///      (summed over the same tree, so that they too are the same bits for any split),
 ///   4. stop before any update if anything is not finite, on every rank alike,
 ///   5. the same Adam update on every rank.
+/// The allreduce also carries each rank's vote to stop after this step (a signal it received), so
+/// that every rank learns of any rank's vote in the same step.
 public final class StepRunner {
     public let model: VAE
     public let optimizer: Adam
@@ -26,8 +28,12 @@ public final class StepRunner {
     /// Seconds spent in the allreduce, summed over steps (for the communication share).
     public private(set) var reduceSeconds = 0.0
 
-    /// Loss sums appended to the gradients: reconstruction, KL, images.
-    static let tailSlots = 3
+    /// Whether any rank voted to stop after the last step.
+    public private(set) var stopAgreed = false
+
+    /// Values appended to the gradients: the loss sums (reconstruction, KL, images) and the votes
+    /// to stop.
+    static let tailSlots = 4
 
     /// The most images the model runs at once on one rank: the largest piece, or one leaf of the
     /// gradient tree if that is smaller.
@@ -87,8 +93,10 @@ public final class StepRunner {
     }
 
     /// Trains on this rank's piece: `count` images at positions firstPosition... of global batch `step`.
-    /// Returns the loss sums of the whole global batch.
-    public func run(images: UnsafePointer<Float>, count: Int, firstPosition: Int, step: Int) throws -> LossSums {
+    /// Returns the loss sums of the whole global batch; `stopAgreed` then says whether any rank
+    /// voted to stop.
+    public func run(images: UnsafePointer<Float>, count: Int, firstPosition: Int, step: Int,
+                    voteToStop: Bool = false) throws -> LossSums {
         let parameters = model.parameters
         tree.sum(0..<count) { leaf, model in
             model.drawNoise(seed: seed, step: step, firstPosition: firstPosition + leaf.lowerBound, batch: leaf.count)
@@ -98,14 +106,17 @@ public final class StepRunner {
             tail[0] = Float(sums.reconstruction)
             tail[1] = Float(sums.kl)
             tail[2] = Float(sums.images)
+            tail[3] = 0
         }
 
         let start = monotonicSeconds()
+        parameters.gradients.pointer[parameters.count + 3] = voteToStop ? 1 : 0
         communicator.allreduceSum(parameters.gradients.pointer, count: parameters.count + StepRunner.tailSlots)
         reduceSeconds += monotonicSeconds() - start
 
         let tail = parameters.gradients.pointer + parameters.count
         let total = LossSums(reconstruction: Double(tail[0]), kl: Double(tail[1]), images: Int(tail[2].rounded()))
+        stopAgreed = tail[3] > 0
         guard total.reconstruction.isFinite, total.kl.isFinite, allFinite(parameters.gradients.pointer, parameters.count)
         else {
             throw TrainingError("step \(step): loss or gradient is not finite (reconstruction \(total.reconstruction), "

@@ -54,7 +54,9 @@ public struct TrainingOptions: Codable, Sendable {
 
 /// What a finished run reports.
 public struct TrainingSummary: Sendable {
+    /// Steps completed, and whether the run stopped on a signal before the steps it was asked for.
     public var steps: Int
+    public var stopped: Bool
     public var lastLoss: LossSums
     public var validation: LossSums?
     public var imagesPerSecond: Double
@@ -192,26 +194,31 @@ public final class Trainer {
         var lastLoss = LossSums(), validation: LossSums?
         let loopStart = monotonicSeconds()
         let reduceStart = runner.reduceSeconds
-        for step in startStep..<totalSteps {
+        var done = startStep
+        while done < totalSteps {
             let batch = loader.next()
             lastLoss = try runner.run(images: batch.images, count: batch.count, firstPosition: batch.offsetInGlobalBatch,
-                                      step: step)
-            let done = step + 1
+                                      step: done, voteToStop: StopSignals.requested)
+            done += 1
             reporter?.stepFinished(step: done, images: done * options.batch, loss: lastLoss, beta: config.beta)
             if done % options.checkEvery == 0 { try verifyRanksAgree(step: done) }
             if done % stepsPerEpoch == 0 || done == totalSteps {
                 validation = try endOfEpoch(step: done, reporter: reporter)
+            } else if runner.stopAgreed {
+                try writeCheckpoint(step: done)
             }
+            if runner.stopAgreed { break }
         }
-        try verifyRanksAgree(step: totalSteps)
+        try verifyRanksAgree(step: done)
         let seconds = max(monotonicSeconds() - loopStart, 1e-9)
         let summary = TrainingSummary(
-            steps: totalSteps, lastLoss: lastLoss, validation: validation,
-            imagesPerSecond: Double((totalSteps - startStep) * options.batch) / seconds,
+            steps: done, stopped: done < totalSteps, lastLoss: lastLoss, validation: validation,
+            imagesPerSecond: Double((done - startStep) * options.batch) / seconds,
             dataWaitShare: loader.waitSeconds / seconds, allreduceShare: (runner.reduceSeconds - reduceStart) / seconds)
-        reporter?.message(String(format: "done: %d steps, %.0f images/s; waiting for data %.1f%%, allreduce %.1f%% of the time",
-                                  totalSteps - startStep, summary.imagesPerSecond, 100 * summary.dataWaitShare,
-                                  100 * summary.allreduceShare))
+        if summary.stopped { reporter?.event("stopped", step: done) }
+        reporter?.message(String(format: "%@: %d steps, %.0f images/s; waiting for data %.1f%%, allreduce %.1f%% of the time",
+                                  summary.stopped ? "stopped" : "done", done - startStep, summary.imagesPerSecond,
+                                  100 * summary.dataWaitShare, 100 * summary.allreduceShare))
         return summary
     }
 
@@ -314,15 +321,22 @@ public final class Trainer {
             reporter?.evaluation(step: step, partition: "valid", loss: loss, beta: config.beta)
             validation = loss
         }
+        try writeCheckpoint(step: step)
+        if communicator.isRoot {
+            let epoch = (step + stepsPerEpoch - 1) / stepsPerEpoch
+            try writeGrids(name: String(format: "epoch%03d", epoch))
+        }
+        return validation
+    }
+
+    /// Rank 0 saves the state after `step` steps.
+    private func writeCheckpoint(step: Int) throws {
         if communicator.isRoot {
             try Checkpoint.write(CheckpointInfo(config: config, step: step, seed: options.seed, batch: options.batch,
                                                 leaf: runner.leaf, learningRate: options.learningRate,
                                                 parameters: Checkpoint.describe(model.parameters)),
                                  model: model, optimizer: optimizer, to: checkpointPath)
-            let epoch = (step + stepsPerEpoch - 1) / stepsPerEpoch
-            try writeGrids(name: String(format: "epoch%03d", epoch))
         }
-        return validation
     }
 
     /// Loss over `indices`, split across ranks batch by batch, with fixed noise (tag: evaluation).

@@ -3,16 +3,6 @@ import Testing
 
 /// runCommand's time limit, which is what turns a deadlocked MPI run into a failing test.
 @Suite(.serialized, .timeLimit(.minutes(2))) struct RunCommandTests {
-    /// The command lines of running processes that mention `marker` (a zombie has none).
-    func processes(mentioning marker: String) -> [String] {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap { entry in
-            guard let bytes = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return nil }
-            let line = String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "\0", with: " ")
-            return line.contains(marker) ? line : nil
-        }
-    }
-
     /// A command that would sleep for minutes is stopped at its limit, with the processes it
     /// started: a shell's background child in its process group, and mpirun's ranks, which live
     /// in process groups of their own.
@@ -34,6 +24,6 @@ import Testing
             usleep(100_000)
             leftovers = processes(mentioning: marker)
         }
-        #expect(leftovers.isEmpty, "still running: \(leftovers)")
+        #expect(leftovers.isEmpty, "still running: \(leftovers.map { $0.words.joined(separator: " ") })")
     }
 }

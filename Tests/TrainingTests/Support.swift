@@ -49,39 +49,58 @@ let mpirunEnvironment = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_
                          "OPENBLAS_NUM_THREADS": "1"]
 
 /// Runs a program to completion; its output goes through files, so no pipe can fill up and stall it.
-/// Past `timeLimit` seconds it is killed and `CommandTimedOut` is thrown. Foundation starts the
-/// program in a process group of its own, so the kill reaches whatever it started in that group
-/// too; mpirun puts its ranks in groups of their own, and ends them itself when it gets SIGTERM.
+/// Past `timeLimit` seconds it is killed and `CommandTimedOut` is thrown.
 func runCommand(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:],
                 timeLimit: Double = defaultCommandTimeLimit) throws -> CommandResult {
-    let scratch = try ScratchDirectory()
-    FileManager.default.createFile(atPath: scratch.file("out"), contents: nil)
-    FileManager.default.createFile(atPath: scratch.file("err"), contents: nil)
+    try StartedCommand(executable, arguments, environment: extra).finish(timeLimit: timeLimit)
+}
+
+/// A program running in the background, for tests that act on it while it runs (send it a signal).
+/// Foundation starts it in a process group of its own, so a kill of the group reaches whatever it
+/// started in that group too; mpirun puts its ranks in groups of their own, and ends them itself
+/// when it gets SIGTERM.
+final class StartedCommand {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
-    process.standardOutput = FileHandle(forWritingAtPath: scratch.file("out"))
-    process.standardError = FileHandle(forWritingAtPath: scratch.file("err"))
-    process.standardInput = FileHandle.nullDevice
-    let exited = DispatchSemaphore(value: 0)
-    process.terminationHandler = { _ in exited.signal() }
-    try runWithSignalsUnblocked(process)
-    let output = { try String(contentsOfFile: scratch.file("out"), encoding: .utf8) }
-    let error = { try String(contentsOfFile: scratch.file("err"), encoding: .utf8) }
-    if exited.wait(timeout: .now() + timeLimit) == .timedOut {
-        // SIGTERM first, so that mpirun can take its ranks down with it. Foundation reports the
-        // exit only once every process holding its status socket is gone, so the last wait is
-        // bounded too: a survivor must not hang the test either.
-        kill(-process.processIdentifier, SIGTERM)
-        if exited.wait(timeout: .now() + 10) == .timedOut {
-            kill(-process.processIdentifier, SIGKILL)
-            _ = exited.wait(timeout: .now() + 10)
-        }
-        throw CommandTimedOut(test: Test.current?.name ?? "(none)", command: ([executable] + arguments).joined(separator: " "),
-                              timeLimit: timeLimit, output: try output(), error: try error())
+    private let scratch: ScratchDirectory
+    private let exited = DispatchSemaphore(value: 0)
+    private let command: String
+
+    init(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:]) throws {
+        scratch = try ScratchDirectory()
+        command = ([executable] + arguments).joined(separator: " ")
+        FileManager.default.createFile(atPath: scratch.file("out"), contents: nil)
+        FileManager.default.createFile(atPath: scratch.file("err"), contents: nil)
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
+        process.standardOutput = FileHandle(forWritingAtPath: scratch.file("out"))
+        process.standardError = FileHandle(forWritingAtPath: scratch.file("err"))
+        process.standardInput = FileHandle.nullDevice
+        let exited = exited
+        process.terminationHandler = { _ in exited.signal() }
+        try runWithSignalsUnblocked(process)
     }
-    return CommandResult(status: process.terminationStatus, output: try output(), error: try error())
+
+    func output() throws -> String { try String(contentsOfFile: scratch.file("out"), encoding: .utf8) }
+    func error() throws -> String { try String(contentsOfFile: scratch.file("err"), encoding: .utf8) }
+
+    /// Waits for the program to exit. Past `timeLimit` seconds it is killed and `CommandTimedOut`
+    /// is thrown, naming the test and the command.
+    func finish(timeLimit: Double = defaultCommandTimeLimit) throws -> CommandResult {
+        if exited.wait(timeout: .now() + timeLimit) == .timedOut {
+            // SIGTERM first, so that mpirun can take its ranks down with it. Foundation reports the
+            // exit only once every process holding its status socket is gone, so the last wait is
+            // bounded too: a survivor must not hang the test either.
+            kill(-process.processIdentifier, SIGTERM)
+            if exited.wait(timeout: .now() + 10) == .timedOut {
+                kill(-process.processIdentifier, SIGKILL)
+                _ = exited.wait(timeout: .now() + 10)
+            }
+            throw CommandTimedOut(test: Test.current?.name ?? "(none)", command: command, timeLimit: timeLimit,
+                                  output: try output(), error: try error())
+        }
+        return CommandResult(status: process.terminationStatus, output: try output(), error: try error())
+    }
 }
 
 /// Starts `process` with no signal blocked. Swift Testing runs tests on libdispatch threads, which
@@ -93,6 +112,16 @@ private func runWithSignalsUnblocked(_ process: Process) throws {
     pthread_sigmask(SIG_SETMASK, &none, &previous)
     defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
     try process.run()
+}
+
+/// Running processes whose command line mentions `marker` (a zombie has none), in order of id.
+func processes(mentioning marker: String) -> [(id: Int32, words: [String])] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap(Int32.init).sorted().compactMap { id in
+        guard let bytes = FileManager.default.contents(atPath: "/proc/\(id)/cmdline") else { return nil }
+        let words = bytes.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        return words.contains { $0.contains(marker) } ? (id, words) : nil
+    }
 }
 
 /// `vae` under mpirun on this machine, as root if need be.
