@@ -10,11 +10,15 @@ let numpyReference = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
 /// CI sets CI=true: there the tests that need python3 and NumPy must run (and fail without them).
 let runningInCI = ProcessInfo.processInfo.environment["CI"] == "true"
 
-let pythonHasNumPy = (try? runCommand("/usr/bin/env", ["python3", "-c", "import numpy"], timeLimit: 60).status == 0) ?? false
+/// A python3 that imports NumPy: the one first on PATH, or Debian's, for which launch/setup.sh
+/// installs python3-numpy (a PATH may lead to another Python, without NumPy).
+let pythonWithNumPy = ["python3", "/usr/bin/python3"].first { python in
+    (try? runCommand("/usr/bin/env", [python, "-c", "import numpy"], timeLimit: 60).status == 0) ?? false
+}
 
 /// Skips a test, saying why, when python3 or NumPy is missing, except under CI.
 let needsPythonWithNumPy = Testing.ConditionTrait.enabled(
-    if: pythonHasNumPy || runningInCI, "python3 with NumPy not found: install python3-numpy to run this test")
+    if: pythonWithNumPy != nil || runningInCI, "python3 with NumPy not found: install python3-numpy to run this test")
 
 /// `vae export`, `import`, `encode` and `decode` through the real binary.
 @Suite(.timeLimit(.minutes(5))) struct ExportTests {
@@ -75,7 +79,7 @@ let needsPythonWithNumPy = Testing.ConditionTrait.enabled(
         ModelConfig(imageSize: 16, encoderChannels: [5, 7], latent: 6, decoderWidths: [20, 12]),
     ])
     func numpyReferenceMatchesTheEngine(config: ModelConfig) throws {
-        try #require(pythonHasNumPy, "python3 with NumPy not found: CI=true requires it (apt-get install python3-numpy)")
+        let python = try #require(pythonWithNumPy, "python3 with NumPy not found: CI=true requires it (apt-get install python3-numpy)")
         let model = try VAE(config: config, maxBatch: 1)
         model.parameters.initialize(seed: 5)
         for parameter in model.parameters.parameters where parameter.name.hasSuffix("/bias") {
@@ -89,7 +93,7 @@ let needsPythonWithNumPy = Testing.ConditionTrait.enabled(
         try vae(["export", scratch.file("run"), "--out", npz, "--format", "npz"])
         #expect(try Data(contentsOf: URL(fileURLWithPath: made)) == Data(contentsOf: URL(fileURLWithPath: exported)))
         try vae(["synth", "--count", "20", "--size", "\(config.imageSize)", "--out", data])
-        let result = try runCommand("/usr/bin/env", ["python3", numpyReference, vaeBinary, exported, data, scratch.path, npz],
+        let result = try runCommand("/usr/bin/env", [python, numpyReference, vaeBinary, exported, data, scratch.path, npz],
                                     timeLimit: 120)
         #expect(result.status == 0, "vae_numpy.py: \(result.error)\n\(result.output)")
         #expect(result.output.contains("decoded images") && result.output.contains("npz: "), "\(result.output)")
