@@ -94,6 +94,15 @@ final class Reporter {
                        means.loss, means.reconstruction, means.kl))
     }
 
+    /// A resume that changed what the checkpoint's run used (the learning rate, the epochs), as
+    /// [old, new] by name. Its line carries the step, so a later resume from an earlier checkpoint
+    /// drops it with the steps it preceded.
+    func resumed(step: Int, changed: [String: [Any]]) {
+        record(["event": "resume", "step": step, "changed": changed])
+        let described = changed.keys.sorted().map { "\($0) \(changed[$0]![0]) -> \(changed[$0]![1])" }
+        message("changed on resume: " + described.joined(separator: ", "))
+    }
+
     /// A line of its own, below the progress bar.
     func message(_ text: String) {
         print((interactive ? "\r\u{1B}[K" : "") + text)

@@ -48,40 +48,64 @@ let defaultCommandTimeLimit = 300.0
 let mpirunEnvironment = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
                          "OPENBLAS_NUM_THREADS": "1"]
 
-/// Runs a program to completion; its output goes through files, so no pipe can fill up and stall it.
-/// Past `timeLimit` seconds it is killed and `CommandTimedOut` is thrown. Foundation starts the
-/// program in a process group of its own, so the kill reaches whatever it started in that group
-/// too; mpirun puts its ranks in groups of their own, and ends them itself when it gets SIGTERM.
+/// A program started by `startCommand`, running until `finish` waits for it.
+final class StartedCommand {
+    let process: Process
+    private let command: String
+    /// Holds the files that take its output, so no pipe can fill up and stall it.
+    private let scratch: ScratchDirectory
+    private let exited = DispatchSemaphore(value: 0)
+
+    fileprivate init(_ executable: String, _ arguments: [String], environment extra: [String: String]) throws {
+        scratch = try ScratchDirectory()
+        command = ([executable] + arguments).joined(separator: " ")
+        _ = FileManager.default.createFile(atPath: scratch.file("out"), contents: nil)
+        _ = FileManager.default.createFile(atPath: scratch.file("err"), contents: nil)
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
+        process.standardOutput = FileHandle(forWritingAtPath: scratch.file("out"))
+        process.standardError = FileHandle(forWritingAtPath: scratch.file("err"))
+        process.standardInput = FileHandle.nullDevice
+        let exited = self.exited
+        process.terminationHandler = { _ in exited.signal() }
+        try runWithSignalsUnblocked(process)
+    }
+
+    /// Waits for the program to end. Past `timeLimit` seconds it is killed and `CommandTimedOut` is
+    /// thrown. Foundation starts the program in a process group of its own, so the kill reaches
+    /// whatever it started in that group too; mpirun puts its ranks in groups of their own, and
+    /// ends them itself when it gets SIGTERM.
+    func finish(timeLimit: Double = defaultCommandTimeLimit) throws -> CommandResult {
+        let output = { try String(contentsOfFile: self.scratch.file("out"), encoding: .utf8) }
+        let error = { try String(contentsOfFile: self.scratch.file("err"), encoding: .utf8) }
+        if exited.wait(timeout: .now() + timeLimit) == .timedOut {
+            // SIGTERM first, so that mpirun can take its ranks down with it. Foundation reports the
+            // exit only once every process holding its status socket is gone, so the last wait is
+            // bounded too: a survivor must not hang the test either.
+            kill(-process.processIdentifier, SIGTERM)
+            if exited.wait(timeout: .now() + 10) == .timedOut {
+                kill(-process.processIdentifier, SIGKILL)
+                _ = exited.wait(timeout: .now() + 10)
+            }
+            throw CommandTimedOut(test: Test.current?.name ?? "(none)", command: command, timeLimit: timeLimit,
+                                  output: try output(), error: try error())
+        }
+        return CommandResult(status: process.terminationStatus, output: try output(), error: try error())
+    }
+}
+
+/// Starts a program, for a test that acts on it while it runs; `finish` waits for it.
+func startCommand(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:]) throws
+    -> StartedCommand {
+    try StartedCommand(executable, arguments, environment: extra)
+}
+
+/// Runs a program to completion (see `StartedCommand.finish` for the time limit).
 func runCommand(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:],
                 timeLimit: Double = defaultCommandTimeLimit) throws -> CommandResult {
-    let scratch = try ScratchDirectory()
-    FileManager.default.createFile(atPath: scratch.file("out"), contents: nil)
-    FileManager.default.createFile(atPath: scratch.file("err"), contents: nil)
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
-    process.standardOutput = FileHandle(forWritingAtPath: scratch.file("out"))
-    process.standardError = FileHandle(forWritingAtPath: scratch.file("err"))
-    process.standardInput = FileHandle.nullDevice
-    let exited = DispatchSemaphore(value: 0)
-    process.terminationHandler = { _ in exited.signal() }
-    try runWithSignalsUnblocked(process)
-    let output = { try String(contentsOfFile: scratch.file("out"), encoding: .utf8) }
-    let error = { try String(contentsOfFile: scratch.file("err"), encoding: .utf8) }
-    if exited.wait(timeout: .now() + timeLimit) == .timedOut {
-        // SIGTERM first, so that mpirun can take its ranks down with it. Foundation reports the
-        // exit only once every process holding its status socket is gone, so the last wait is
-        // bounded too: a survivor must not hang the test either.
-        kill(-process.processIdentifier, SIGTERM)
-        if exited.wait(timeout: .now() + 10) == .timedOut {
-            kill(-process.processIdentifier, SIGKILL)
-            _ = exited.wait(timeout: .now() + 10)
-        }
-        throw CommandTimedOut(test: Test.current?.name ?? "(none)", command: ([executable] + arguments).joined(separator: " "),
-                              timeLimit: timeLimit, output: try output(), error: try error())
-    }
-    return CommandResult(status: process.terminationStatus, output: try output(), error: try error())
+    try startCommand(executable, arguments, environment: extra).finish(timeLimit: timeLimit)
 }
 
 /// Starts `process` with no signal blocked. Swift Testing runs tests on libdispatch threads, which
@@ -97,8 +121,13 @@ private func runWithSignalsUnblocked(_ process: Process) throws {
 
 /// `vae` under mpirun on this machine, as root if need be.
 func runMPI(ranks: Int, _ arguments: [String], mpirunOptions: [String] = []) throws -> CommandResult {
-    try runCommand("/usr/bin/env", ["mpirun", "-np", "\(ranks)", "--oversubscribe", "--bind-to", "none"]
-                   + mpirunOptions + [vaeBinary] + arguments, environment: mpirunEnvironment)
+    try startMPI(ranks: ranks, arguments, mpirunOptions: mpirunOptions).finish()
+}
+
+/// `vae` under mpirun, started: mpirun's process is `process`, and its ranks are its children.
+func startMPI(ranks: Int, _ arguments: [String], mpirunOptions: [String] = []) throws -> StartedCommand {
+    try startCommand("/usr/bin/env", ["mpirun", "-np", "\(ranks)", "--oversubscribe", "--bind-to", "none"]
+                     + mpirunOptions + [vaeBinary] + arguments, environment: mpirunEnvironment)
 }
 
 /// The float arrays at the start of a checkpoint file's data, in file order (the third is Adam's
