@@ -28,15 +28,14 @@ func childProcesses(of parent: Int32) -> [Int32] {
 }
 
 extension MPITests {
-    /// Whether a run directory holds a checkpoint being written, or left half-written by a kill.
-    func partialFileIsPresent(_ run: String) -> Bool {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: scratch.file(run))) ?? []
-        return names.contains { $0.hasSuffix(".partial") }
+    /// The names in a run directory.
+    func listing(_ run: String) -> Set<String> {
+        Set((try? FileManager.default.contentsOfDirectory(atPath: scratch.file(run))) ?? [])
     }
 
     /// kill -9 of one rank, or of the whole job (mpirun and its ranks, as when a machine dies), at
     /// random moments after the first checkpoint, with checkpoints every 1 to 3 steps; every third kill
-    /// waits for a checkpoint being written (the test prints how many kills left a partial file). Every time,
+    /// comes as a checkpoint is being written (the test prints how many kills left a partial file). Every time,
     /// every checkpoint file present verifies (a partial file is never taken for one), the resume
     /// (on 2 ranks after a rank was killed, on 1 process after the whole job was) starts from the
     /// newest, and it ends with the same final checkpoint as a run never killed. The seed is
@@ -62,16 +61,19 @@ extension MPITests {
                 Thread.sleep(forTimeInterval: 0.01)
             }
             Thread.sleep(forTimeInterval: Double.random(in: 0..<1.5, using: &random))
-            // A random moment rarely falls in the few milliseconds of a write: every third kill waits for one.
+            // A random moment rarely falls in the few milliseconds of a write: every third kill comes
+            // as soon as a name appears in the run directory, which is a checkpoint being written
+            // (or, once, the first image grids).
             if trial % 3 == 2 {
-                while job.process.isRunning && !partialFileIsPresent(run) { Thread.sleep(forTimeInterval: 0.001) }
+                let before = listing(run)
+                while job.process.isRunning && listing(run).isSubset(of: before) { Thread.sleep(forTimeInterval: 0.001) }
             }
             let ranks = childProcesses(of: mpirun)
             let victims = wholeJob ? ranks + [mpirun] : ranks.isEmpty ? [] : [ranks[Int.random(in: 0..<ranks.count, using: &random)]]
             for victim in victims { kill(victim, SIGKILL) }
             _ = try job.finish(timeLimit: 120)
 
-            if partialFileIsPresent(run) { killedWhileWriting += 1 }
+            if listing(run).contains(where: { $0.hasSuffix(".partial") }) { killedWhileWriting += 1 }
             let present = try checkpointSteps(run)
             for step in present {
                 #expect(throws: Never.self, "trial \(trial)") {
