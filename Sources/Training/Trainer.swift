@@ -189,7 +189,8 @@ public final class Trainer {
             : nil
         for line in resumePoint?.skipped ?? [] { reporter?.message(line) }
         if let resumePoint {
-            reporter?.message("resuming \(options.runDirectory) at step \(startStep) from \(resumePoint.path)")
+            let name = (resumePoint.path as NSString).lastPathComponent
+            reporter?.message("resuming \(options.runDirectory) at step \(startStep) from \(name)")
         }
         if let dropped = reporter?.droppedLines, dropped > 0 {
             reporter?.message("metrics.jsonl: dropped \(dropped) line(s) logged after the checkpoint of step \(startStep); "
