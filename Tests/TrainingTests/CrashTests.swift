@@ -34,12 +34,12 @@ extension MPITests {
     }
 
     /// kill -9 of one rank, or of the whole job (mpirun and its ranks, as when a machine dies), at
-    /// random moments after the first checkpoint, with checkpoints every 1 to 3 steps; every third kill
-    /// comes as a checkpoint is being written (the test prints how many kills left a partial file). Every time,
-    /// every checkpoint file present verifies (a partial file is never taken for one), the resume
-    /// (on 2 ranks after a rank was killed, on 1 process after the whole job was) starts from the
-    /// newest, and it ends with the same final checkpoint as a run never killed. The seed is
-    /// printed; VAE_CRASH_SEED=seed repeats its moments.
+    /// random moments after the first checkpoint, with checkpoints every 1 to 3 steps; every third
+    /// kill comes as a checkpoint is being written (the test prints how many kills left a partial
+    /// file). Every time, every checkpoint file present verifies (a partial file is never taken for
+    /// one), the resume (on 2 ranks after a rank was killed, on 1 process after the whole job was)
+    /// starts from the newest, and it ends with the same final checkpoint as a run never killed.
+    /// The seed is printed; VAE_CRASH_SEED=seed repeats its moments.
     @Test func killedJobsResumeFromTheirNewestCheckpoint() throws {
         let seed = ProcessInfo.processInfo.environment["VAE_CRASH_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 1...999_999)
         print("crash test: VAE_CRASH_SEED=\(seed) repeats these kill moments")
@@ -56,8 +56,11 @@ extension MPITests {
             let options = ["--leaf", "32", "--checkpoint-every", "\(1 + trial % 3)"]
             let job = try startMPI(ranks: 2, train(run, steps: steps, extra: options))
             let mpirun = job.process.processIdentifier
+            // The waits end with the job, or at the time limit of a command should it hang.
+            let deadline = Date() + defaultCommandTimeLimit
+            func waiting() -> Bool { job.process.isRunning && Date() < deadline }
             // A kill before the first checkpoint leaves nothing to resume from.
-            while job.process.isRunning && (try? checkpointSteps(run))?.isEmpty ?? true {
+            while waiting() && (try? checkpointSteps(run))?.isEmpty ?? true {
                 Thread.sleep(forTimeInterval: 0.01)
             }
             Thread.sleep(forTimeInterval: Double.random(in: 0..<1.5, using: &random))
@@ -66,12 +69,12 @@ extension MPITests {
             // (or, once, the first image grids).
             if trial % 3 == 2 {
                 let before = listing(run)
-                while job.process.isRunning && listing(run).isSubset(of: before) { Thread.sleep(forTimeInterval: 0.001) }
+                while waiting() && listing(run).isSubset(of: before) { Thread.sleep(forTimeInterval: 0.001) }
             }
             let ranks = childProcesses(of: mpirun)
             let victims = wholeJob ? ranks + [mpirun] : ranks.isEmpty ? [] : [ranks[Int.random(in: 0..<ranks.count, using: &random)]]
             for victim in victims { kill(victim, SIGKILL) }
-            _ = try job.finish(timeLimit: 120)
+            _ = try job.finish(timeLimit: 60)
 
             if listing(run).contains(where: { $0.hasSuffix(".partial") }) { killedWhileWriting += 1 }
             let present = try checkpointSteps(run)
