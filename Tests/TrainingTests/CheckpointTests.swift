@@ -10,27 +10,27 @@ extension MPITests {
         try CheckpointPolicy.numberedCheckpoints(in: scratch.file(run)).map(\.step)
     }
 
-    /// A checkpoint in the middle of an epoch continues bit for bit: a run stopped at step 10 (of 17
+    /// A checkpoint in the middle of an epoch continues bit for bit: a run stopped at step 8 (of 17
     /// per epoch) and resumed, by 1 process or by 2 ranks, writes the same final checkpoint and
-    /// losses as a run that never stopped. Checkpoints every 5 steps and at the epoch's end (5, 10,
-    /// 15, 17, 20, 25, 30): the run directory keeps the newest 3.
+    /// losses as a run that never stopped. Checkpoints every 4 steps, at the epoch's end and at the
+    /// run's (4, 8, 12, 16, 17, 20): the run directory keeps the newest 3.
     @Test func midEpochCheckpointsResumeBitForBit() throws {
-        let options = ["--leaf", "32", "--checkpoint-every", "5"]
-        let straight = try runCommand(vaeBinary, train("straight", steps: 30, extra: options))
-        let stopped = try runCommand(vaeBinary, train("stopped", steps: 10, extra: options))
+        let options = ["--leaf", "32", "--checkpoint-every", "4"]
+        let straight = try runCommand(vaeBinary, train("straight", steps: 20, extra: options))
+        let stopped = try runCommand(vaeBinary, train("stopped", steps: 8, extra: options))
         try #require(straight.status == 0 && stopped.status == 0, "\(straight.error)\(stopped.error)")
-        #expect(try checkpointSteps("stopped") == [10, 5])
+        #expect(try checkpointSteps("stopped") == [8, 4])
         try FileManager.default.copyItem(atPath: scratch.file("stopped"), toPath: scratch.file("stoppedRanks"))
 
-        let resumed = try runCommand(vaeBinary, train("stopped", steps: 30, extra: options + ["--resume"]))
-        let resumedOnRanks = try runMPI(ranks: 2, train("stoppedRanks", steps: 30, extra: options + ["--resume"]))
+        let resumed = try runCommand(vaeBinary, train("stopped", steps: 20, extra: options + ["--resume"]))
+        let resumedOnRanks = try runMPI(ranks: 2, train("stoppedRanks", steps: 20, extra: options + ["--resume"]))
         try #require(resumed.status == 0 && resumedOnRanks.status == 0, "\(resumed.error)\(resumedOnRanks.error)")
         for run in ["stopped", "stoppedRanks"] {
             #expect(try checkpointBytes(run) == checkpointBytes("straight"), "\(run): final checkpoints differ")
             #expect(try losses(run) == losses("straight"), "\(run)")
-            #expect(try checkpointSteps(run) == [30, 25, 20])
+            #expect(try checkpointSteps(run) == [20, 17, 16])
         }
-        #expect(try checkpointSteps("straight") == [30, 25, 20])
+        #expect(try checkpointSteps("straight") == [20, 17, 16])
     }
 
     /// A truncated checkpoint and one with a flipped byte are passed over with one line each, and
