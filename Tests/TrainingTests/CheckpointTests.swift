@@ -5,6 +5,11 @@ import Testing
 /// Checkpoints through the real binary: when they are written, which are kept, what a resume
 /// takes and refuses, and what a failed write leaves. In the MPI suite, so these run one at a time.
 extension MPITests {
+    /// The path of a run's checkpoint of `step`.
+    func checkpointFile(_ run: String, step: Int) -> String {
+        scratch.file("\(run)/" + CheckpointPolicy.fileName(step: step))
+    }
+
     /// The steps of a run's checkpoints, newest first.
     func checkpointSteps(_ run: String) throws -> [Int] {
         try CheckpointPolicy.numberedCheckpoints(in: scratch.file(run)).map(\.step)
@@ -43,10 +48,10 @@ extension MPITests {
         let damaged = try runCommand(vaeBinary, train("damaged", steps: 6, extra: options))
         try #require(straight.status == 0 && damaged.status == 0, "\(straight.error)\(damaged.error)")
         #expect(try checkpointSteps("damaged") == [6, 4, 2])
-        let newest = URL(fileURLWithPath: scratch.file("damaged/checkpoint-00000006.bin"))
+        let newest = URL(fileURLWithPath: checkpointFile("damaged", step: 6))
         let truncated = try Data(contentsOf: newest)
         try truncated.prefix(truncated.count - 1000).write(to: newest)
-        let middle = URL(fileURLWithPath: scratch.file("damaged/checkpoint-00000004.bin"))
+        let middle = URL(fileURLWithPath: checkpointFile("damaged", step: 4))
         var flipped = try Data(contentsOf: middle)
         flipped[flipped.count / 2] ^= 0x01
         try flipped.write(to: middle)
@@ -61,11 +66,11 @@ extension MPITests {
         #expect(try checkpointBytes("damaged") == checkpointBytes("straight"))
         #expect(try checkpointSteps("damaged") == [8, 6, 4])
         for step in try checkpointSteps("damaged") {
-            #expect(throws: Never.self) { try Checkpoint.readInfo(from: scratch.file("damaged/" + CheckpointPolicy.fileName(step: step))) }
+            #expect(throws: Never.self) { try Checkpoint.readInfo(from: checkpointFile("damaged", step: step)) }
         }
 
         for step in try checkpointSteps("damaged") {
-            try Data(count: 10).write(to: URL(fileURLWithPath: scratch.file("damaged/" + CheckpointPolicy.fileName(step: step))))
+            try Data(count: 10).write(to: URL(fileURLWithPath: checkpointFile("damaged", step: step)))
         }
         let refused = try runCommand(vaeBinary, train("damaged", steps: 10, extra: options + ["--resume"]))
         let lines = refused.error.split(separator: "\n")

@@ -63,13 +63,15 @@ extension MPITests {
             while waiting() && (try? checkpointSteps(run))?.isEmpty ?? true {
                 Thread.sleep(forTimeInterval: 0.01)
             }
-            Thread.sleep(forTimeInterval: Double.random(in: 0..<1.5, using: &random))
             // A random moment rarely falls in the few milliseconds of a write: every third kill comes
-            // as soon as a name appears in the run directory, which is a checkpoint being written
-            // (or, once, the first image grids).
-            if trial % 3 == 2 {
+            // as soon as, a little later, a new checkpoint name appears: that of one being written.
+            let duringWrite = trial % 3 == 2
+            Thread.sleep(forTimeInterval: Double.random(in: 0..<(duringWrite ? 0.3 : 1.0), using: &random))
+            if duringWrite {
                 let before = listing(run)
-                while waiting() && listing(run).isSubset(of: before) { Thread.sleep(forTimeInterval: 0.001) }
+                while waiting() && !listing(run).contains(where: { $0.hasPrefix("checkpoint-") && !before.contains($0) }) {
+                    Thread.sleep(forTimeInterval: 0.001)
+                }
             }
             let ranks = childProcesses(of: mpirun)
             let victims = wholeJob ? ranks + [mpirun] : ranks.isEmpty ? [] : [ranks[Int.random(in: 0..<ranks.count, using: &random)]]
@@ -80,7 +82,7 @@ extension MPITests {
             let present = try checkpointSteps(run)
             for step in present {
                 #expect(throws: Never.self, "trial \(trial)") {
-                    try Checkpoint.readInfo(from: scratch.file("\(run)/" + CheckpointPolicy.fileName(step: step)))
+                    try Checkpoint.readInfo(from: checkpointFile(run, step: step))
                 }
             }
             let resume = train(run, steps: steps, extra: options + ["--resume"])

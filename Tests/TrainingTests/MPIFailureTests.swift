@@ -1,6 +1,5 @@
 import Foundation
 import Testing
-@testable import VAETraining
 
 /// launch/train.sh in this checkout.
 let trainScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -65,7 +64,7 @@ extension MPITests {
         let further = try runCommand(vaeBinary, train("crashed", steps: 24, extra: ["--resume"]))
         try #require(further.status == 0, "\(further.error)")
         // Killed before its checkpoint of step 24 was written.
-        try FileManager.default.removeItem(atPath: scratch.file("crashed/" + CheckpointPolicy.fileName(step: 24)))
+        try FileManager.default.removeItem(atPath: checkpointFile("crashed", step: 24))
         let metrics = scratch.file("crashed/metrics.jsonl")
         // The crash cut the last line short.
         try FileHandle(forWritingAtPath: metrics).map { try $0.seekToEnd(); $0.write(Data("{\"step\": 2".utf8)) }
