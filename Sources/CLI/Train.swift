@@ -20,9 +20,10 @@ struct Train: ParsableCommand {
             compare runs.
 
             Rank 0 writes RUN_DIR: config.json, metrics.jsonl (one JSON line per logged step and per \
-            evaluation), checkpoint.bin (each epoch and at the end) and PNG grids of reconstructions and \
+            evaluation), checkpoint-NNNNNNNN.bin named by step (every --checkpoint-every steps, each \
+            epoch and at the end; the newest --keep are kept) and PNG grids of reconstructions and \
             samples (each epoch). An existing run is never overwritten: --resume continues it from its \
-            checkpoint.
+            newest intact checkpoint.
 
             SIGTERM, SIGINT (Ctrl-C) or SIGUSR1 to this process or to any rank stops every rank after \
             the current step: rank 0 writes a checkpoint and prints how to continue, and all exit 0. A \
@@ -64,8 +65,15 @@ struct Train: ParsableCommand {
     @Option(help: "Stop after this many steps in all (for smoke runs).")
     var maxSteps: Int?
 
-    @Flag(help: "Continue the run in --out from its checkpoint.")
+    @Flag(help: "Continue the run in --out from its newest intact checkpoint.")
     var resume = false
+
+    @Option(help: ArgumentHelp("Steps between checkpoints, besides those at each epoch's end and the run's.",
+                               valueName: "n"))
+    var checkpointEvery = CheckpointPolicy.defaultEvery
+
+    @Option(help: ArgumentHelp("Checkpoints kept in --out, the newest.", valueName: "n"))
+    var keep = CheckpointPolicy.defaultKeep
 
     @Option(help: ArgumentHelp("""
         Threads per rank, each with one OpenBLAS thread (default: every core for a single process, \
@@ -137,6 +145,8 @@ struct Train: ParsableCommand {
         options.checkEvery = checkEvery
         options.maxSteps = maxSteps
         options.resume = resume
+        options.checkpointEvery = checkpointEvery
+        options.keep = keep
         options.threads = threads ?? (ranks > 1 ? 1 : ProcessInfo.processInfo.activeProcessorCount)
         options.leaf = leaf
         try options.validate(ranks: ranks)

@@ -8,7 +8,7 @@ import VAETraining
 private let modelBatch = 64
 
 private let modelHelp = ArgumentHelp("""
-    The weights: a run directory (its checkpoint.bin), a checkpoint file, or a safetensors file \
+    The weights: a run directory (its newest intact checkpoint), a checkpoint file, or a safetensors file \
     from 'vae export' (or PyTorch, with the configuration in its metadata).
     """, valueName: "RUN_DIR|CHECKPOINT|FILE.safetensors")
 
@@ -28,7 +28,7 @@ struct Export: ParsableCommand {
 
             Examples:
               vae export runs/faces --out faces.safetensors
-              vae export runs/faces/checkpoint.bin --out faces.npz --format npz
+              vae export runs/faces/checkpoint-00000340.bin --out faces.npz --format npz
             """)
 
     @Argument(help: modelHelp)
@@ -61,7 +61,7 @@ struct Import: ParsableCommand {
         abstract: "Make a run directory from a safetensors file, to sample from, evaluate or fine-tune.",
         discussion: """
             Reads a file as 'vae export' writes it (tensor names, shapes and the 'config' metadata \
-            entry as in the README, section "Export and import") and writes RUN_DIR/checkpoint.bin \
+            entry as in the README, section "Export and import") and writes RUN_DIR/checkpoint-00000000.bin \
             at step 0 with a fresh optimiser (zero Adam moments), RUN_DIR/config.json and an empty \
             RUN_DIR/metrics.jsonl. 'vae train --resume --data FILE --out RUN_DIR' then trains from \
             these weights; it checks --seed and --batch against the values recorded here and takes \

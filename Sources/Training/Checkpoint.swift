@@ -15,7 +15,8 @@ import VAEEngine
 ///                 XXH64 of everything after these 64 bytes u64, 24 zero bytes
 ///   JSON          `CheckpointInfo`
 ///   3 · count     Float32: parameters, Adam first moments, Adam second moments
-/// Written beside the target and renamed into place, so a crash never leaves half a checkpoint.
+/// Written beside the target, flushed to disk and renamed into place (see `writeAtomically`), so a
+/// crash never leaves half a checkpoint under a checkpoint's name.
 public struct CheckpointInfo: Codable, Equatable, Sendable {
     public var config: ModelConfig
     /// Optimisation steps completed: the next step to run.
@@ -27,9 +28,14 @@ public struct CheckpointInfo: Codable, Equatable, Sendable {
     public var learningRate: Float
     /// Name and shape of every parameter, in buffer order.
     public var parameters: [String]
+    /// The checksum in the dataset file's header: resuming on other data would continue another run.
+    /// Nil in checkpoints from before it was recorded, which resume without the check.
+    public var datasetChecksum: UInt64?
+    /// The run's --epochs, so that a resume that changes it can say so. Nil in older checkpoints.
+    public var epochs: Int?
 
     public init(config: ModelConfig, step: Int, seed: UInt64, batch: Int, leaf: Int, learningRate: Float,
-                parameters: [String]) {
+                parameters: [String], datasetChecksum: UInt64? = nil, epochs: Int? = nil) {
         self.config = config
         self.step = step
         self.seed = seed
@@ -37,6 +43,8 @@ public struct CheckpointInfo: Codable, Equatable, Sendable {
         self.leaf = leaf
         self.learningRate = learningRate
         self.parameters = parameters
+        self.datasetChecksum = datasetChecksum
+        self.epochs = epochs
     }
 
     /// Checkpoints without `leaf` come from before it was a run parameter, when leaves were fixed at
@@ -50,6 +58,8 @@ public struct CheckpointInfo: Codable, Equatable, Sendable {
         leaf = try fields.decodeIfPresent(Int.self, forKey: .leaf) ?? 32
         learningRate = try fields.decode(Float.self, forKey: .learningRate)
         parameters = try fields.decode([String].self, forKey: .parameters)
+        datasetChecksum = try fields.decodeIfPresent(UInt64.self, forKey: .datasetChecksum)
+        epochs = try fields.decodeIfPresent(Int.self, forKey: .epochs)
     }
 }
 
@@ -113,7 +123,7 @@ public enum Checkpoint {
 
     /// The checked content of a checkpoint: its JSON, and the bytes of its float arrays.
     private static func load(_ path: String) throws -> (info: CheckpointInfo, floats: Data) {
-        func fail(_ problem: String) -> TrainingError { TrainingError("\(path): \(problem)") }
+        func fail(_ problem: String) -> DamagedCheckpoint { DamagedCheckpoint(path: path, problem: problem) }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw fail("cannot read the checkpoint: \(String(cString: strerror(errno)))")
         }
@@ -131,21 +141,60 @@ public enum Checkpoint {
         }
         let body = data.dropFirst(headerBytes)
         guard body.withUnsafeBytes({ xxHash64($0) }) == u64(32) else { throw fail("checksum mismatch: the file is corrupt") }
-        let info = try JSONDecoder().decode(CheckpointInfo.self, from: body.prefix(jsonBytes))
-        return (info, body.dropFirst(jsonBytes))
+        do {
+            let info = try JSONDecoder().decode(CheckpointInfo.self, from: body.prefix(jsonBytes))
+            return (info, body.dropFirst(jsonBytes))
+        } catch {
+            throw fail("its record does not decode: \(error)")
+        }
     }
 }
 
-/// Writes `data` beside `path` and renames it into place: readers see the old file or the new one,
-/// never a part.
+/// A checkpoint file that cannot be used: unreadable, truncated, corrupt, or of another version.
+public struct DamagedCheckpoint: Error, CustomStringConvertible {
+    public let path: String
+    /// What is wrong with it, without the path.
+    public let problem: String
+    public var description: String { "\(path): \(problem)" }
+}
+
+/// Writes `data` beside `path`, flushes it to disk and renames it into place, then flushes the
+/// directory: readers see the old file or the new one, never a part, and once this returns the new
+/// file survives a power failure (the rename alone could reach the disk before the data, or not at
+/// all). On failure (a full disk, no permission) the partial file is removed and the old one stays.
 func writeAtomically(_ data: Data, to path: String) throws {
-    let temporary = path + ".partial-\(getpid())"
-    guard FileManager.default.createFile(atPath: temporary, contents: data) else {
-        throw TrainingError("\(path): cannot write: \(String(cString: strerror(errno)))")
-    }
-    guard rename(temporary, path) == 0 else {
+    // One process writes a run directory, so the name need not be unique; it is predictable, and
+    // never taken for a checkpoint (`CheckpointPolicy` reads only its own names).
+    let temporary = path + ".partial"
+    func failure(_ what: String) -> TrainingError {
         let reason = String(cString: strerror(errno))
         unlink(temporary)
-        throw TrainingError("\(path): cannot write: \(reason)")
+        return TrainingError("\(path): cannot \(what): \(reason)")
+    }
+    let file = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard file >= 0 else { throw failure("write") }
+    var written = 0
+    let wroteAll = data.withUnsafeBytes { bytes -> Bool in
+        while written < bytes.count {
+            let count = write(file, bytes.baseAddress! + written, bytes.count - written)
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { return false }
+            written += count
+        }
+        return true
+    }
+    guard wroteAll, fsync(file) == 0 else {
+        let error = failure("write")  // before close, which may change errno
+        close(file)
+        throw error
+    }
+    guard close(file) == 0 else { throw failure("write") }
+    guard rename(temporary, path) == 0 else { throw failure("rename \(temporary) into place") }
+    // The rename is an entry in the directory: it is on disk once the directory is.
+    let parent = (path as NSString).deletingLastPathComponent
+    let directory = open(parent.isEmpty ? "." : parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    defer { if directory >= 0 { close(directory) } }
+    guard directory >= 0, fsync(directory) == 0 else {
+        throw TrainingError("\(path): cannot flush its directory to disk: \(String(cString: strerror(errno)))")
     }
 }

@@ -94,9 +94,19 @@ final class Reporter {
                        means.loss, means.reconstruction, means.kl))
     }
 
-    /// Something that happened to the run after `step` steps, such as stopping on a signal.
-    func event(_ name: String, step: Int) {
-        record(["step": step, "event": name, "seconds": monotonicSeconds() - start])
+    /// Something that happened to the run after `step` steps (stopping on a signal, a resume that
+    /// changed settings), with what else says what. Its line carries the step, so a later resume
+    /// from an earlier checkpoint drops it with the steps it followed.
+    func event(_ name: String, step: Int, details: [String: Any] = [:]) {
+        record(details.merging(["event": name, "step": step, "seconds": monotonicSeconds() - start]) { $1 })
+    }
+
+    /// A resume that changed what the checkpoint's run used (the learning rate, the epochs), as
+    /// [old, new] by name.
+    func resumed(step: Int, changed: [String: [Any]]) {
+        event("resume", step: step, details: ["changed": changed])
+        let described = changed.keys.sorted().map { "\($0) \(changed[$0]![0]) -> \(changed[$0]![1])" }
+        message("changed on resume: " + described.joined(separator: ", "))
     }
 
     /// A line of its own, below the progress bar.

@@ -22,8 +22,12 @@ public struct TrainingOptions: Codable, Sendable {
     public var checkEvery = 100
     /// Stop after this many steps in all, if fewer than the epochs make (smoke runs, tests).
     public var maxSteps: Int?
-    /// Continue the run in `runDirectory` from its checkpoint.
+    /// Continue the run in `runDirectory` from its newest intact checkpoint.
     public var resume = false
+    /// Steps between checkpoints, besides those at the end of every epoch and of the run.
+    public var checkpointEvery = CheckpointPolicy.defaultEvery
+    /// Checkpoints kept in the run directory, the newest.
+    public var keep = CheckpointPolicy.defaultKeep
     /// Threads per rank, each computing leaves of the gradient tree with one OpenBLAS thread.
     /// The result does not depend on it.
     public var threads = 1
@@ -42,8 +46,9 @@ public struct TrainingOptions: Codable, Sendable {
         guard batch >= ranks else {
             throw TrainingError("--batch \(batch) is smaller than the \(ranks) ranks: every rank needs an image")
         }
-        guard epochs > 0, logEvery > 0, checkEvery > 0, maxSteps ?? 1 > 0, threads > 0 else {
-            throw TrainingError("--epochs, --log-every, --check-every, --max-steps and --threads must be positive")
+        guard epochs > 0, logEvery > 0, checkEvery > 0, maxSteps ?? 1 > 0, threads > 0, checkpointEvery > 0, keep > 0 else {
+            throw TrainingError("--epochs, --log-every, --check-every, --max-steps, --threads, --checkpoint-every and --keep "
+                                + "must be positive")
         }
         guard learningRate.isFinite && learningRate > 0 else {
             throw TrainingError("--lr must be a positive number, got \(learningRate)")
@@ -66,7 +71,8 @@ public struct TrainingSummary: Sendable {
 }
 
 /// The data-parallel training loop, run by every rank alike. Rank 0 alone writes the run
-/// directory: config.json, metrics.jsonl, checkpoint.bin, and PNG grids of reconstructions and samples.
+/// directory: config.json, metrics.jsonl, checkpoints (see `CheckpointPolicy`), and PNG grids of
+/// reconstructions and samples.
 public final class Trainer {
     public let config: ModelConfig
     public let options: TrainingOptions
@@ -78,6 +84,9 @@ public final class Trainer {
     let trainingIndices: [Int32], validationIndices: [Int32]
     let stepsPerEpoch: Int, totalSteps: Int
     let evaluationImages: FloatBuffer
+    let checkpoints: CheckpointPolicy
+    /// Rank 0's checkpoint to resume from; nil on other ranks and in a new run.
+    private let resumePoint: IntactCheckpoint?
     private var startStep = 0
 
     static let gridColumns = 8
@@ -107,7 +116,16 @@ public final class Trainer {
             return (dataset, config)
         }
         try Trainer.verifySameDataset(dataset, path: options.data, communicator: communicator)
-        let leaf = try Trainer.runLeaf(options: options, communicator: communicator)
+        // Rank 0 alone reads the run directory: the checkpoint to resume from, and so the run's leaf.
+        let (resumePoint, rootLeaf) = try collectively(communicator) { () throws -> (IntactCheckpoint?, Int) in
+            guard communicator.isRoot else { return (nil, 0) }
+            let resumePoint = options.resume ? try CheckpointPolicy.newestIntactCheckpoint(in: options.runDirectory) : nil
+            return (resumePoint, try Trainer.runLeaf(options: options, resumingFrom: resumePoint,
+                                                     workers: communicator.size * options.threads))
+        }
+        var leaf = rootLeaf
+        communicator.broadcast(&leaf, bytes: MemoryLayout<Int>.size)
+        self.resumePoint = resumePoint
         self.dataset = dataset
         self.config = config
         trainingIndices = dataset.indices(in: .train)
@@ -121,32 +139,24 @@ public final class Trainer {
         runner = try StepRunner(model: model, optimizer: optimizer, communicator: communicator,
                                 globalBatch: options.batch, seed: options.seed, leaf: leaf, threads: options.threads)
         evaluationImages = FloatBuffer(count: model.maxBatch * config.imageValues)
+        let record = CheckpointInfo(config: config, step: 0, seed: options.seed, batch: options.batch, leaf: leaf,
+                                    learningRate: options.learningRate, parameters: Checkpoint.describe(model.parameters),
+                                    datasetChecksum: dataset.checksum, epochs: options.epochs)
+        checkpoints = CheckpointPolicy(runDirectory: options.runDirectory, every: options.checkpointEvery, keep: options.keep,
+                                       record: record, model: model, optimizer: optimizer, communicator: communicator)
     }
 
-    var checkpointPath: String { Trainer.checkpointPath(options) }
-
-    static func checkpointPath(_ options: TrainingOptions) -> String { options.runDirectory + "/checkpoint.bin" }
-
-    /// Rank 0 decides the run's leaf and every rank takes its decision: when resuming, the
-    /// checkpoint's (an explicit --leaf must agree); otherwise --leaf, or the default for the batch
-    /// and all ranks' threads.
-    private static func runLeaf(options: TrainingOptions, communicator: Communicator) throws -> Int {
-        var leaf = try collectively(communicator) { () throws -> Int in
-            guard communicator.isRoot else { return 0 }
-            let path = checkpointPath(options)
-            // Without a checkpoint, resuming stops in prepareRunDirectory, saying so.
-            if options.resume && FileManager.default.fileExists(atPath: path) {
-                let recorded = try Checkpoint.readInfo(from: path).leaf
-                if let requested = options.leaf, requested != recorded {
-                    throw TrainingError("\(path): the run used --leaf \(recorded); resume with the same --leaf, or without one")
-                }
-                return recorded
-            }
-            return options.leaf ?? StepRunner.defaultLeaf(globalBatch: options.batch,
-                                                          workers: communicator.size * options.threads)
+    /// The run's leaf: when resuming, the checkpoint's (an explicit --leaf must agree); otherwise
+    /// --leaf, or the default for the batch and all ranks' threads.
+    private static func runLeaf(options: TrainingOptions, resumingFrom checkpoint: IntactCheckpoint?, workers: Int) throws -> Int {
+        guard let checkpoint else {
+            return options.leaf ?? StepRunner.defaultLeaf(globalBatch: options.batch, workers: workers)
         }
-        communicator.broadcast(&leaf, bytes: MemoryLayout<Int>.size)
-        return leaf
+        if let requested = options.leaf, requested != checkpoint.info.leaf {
+            throw TrainingError("\(checkpoint.path): the run used --leaf \(checkpoint.info.leaf); resume with the same --leaf, "
+                                + "or without one")
+        }
+        return checkpoint.info.leaf
     }
 
     /// Ranks on other machines read their own copies of the dataset. A copy with other images
@@ -173,13 +183,17 @@ public final class Trainer {
 
     public func run() throws -> TrainingSummary {
         try prepareRunDirectory()
-        try startState()
+        let changes = try startState()
         let reporter = communicator.isRoot
             ? try Reporter(metricsPath: options.runDirectory + "/metrics.jsonl", totalSteps: totalSteps,
                            stepsPerEpoch: stepsPerEpoch, epochs: (totalSteps + stepsPerEpoch - 1) / stepsPerEpoch,
                            logEvery: options.logEvery, firstStep: startStep, globalBatch: options.batch)
             : nil
-        if startStep > 0 { reporter?.message("resuming \(options.runDirectory) at step \(startStep)") }
+        for line in resumePoint?.skipped ?? [] { reporter?.message(line) }
+        if let resumePoint {
+            let name = (resumePoint.path as NSString).lastPathComponent
+            reporter?.message("resuming \(options.runDirectory) at step \(startStep) from \(name)")
+        }
         if let dropped = reporter?.droppedLines, dropped > 0 {
             reporter?.message("metrics.jsonl: dropped \(dropped) line(s) logged after the checkpoint of step \(startStep); "
                               + "those steps run again")
@@ -187,6 +201,9 @@ public final class Trainer {
         reporter?.message("training \(config.summary) on \(trainingIndices.count) images of \(options.data); "
                           + "\(communicator.description), \(runner.threads) thread(s) per rank; batch \(options.batch) "
                           + "in leaves of \(runner.leaf), \(stepsPerEpoch) steps per epoch")
+        if !changes.isEmpty {
+            reporter?.resumed(step: startStep, changed: changes)
+        }
 
         let loader = BatchLoader(dataset: dataset, trainingIndices: trainingIndices, batchSize: options.batch,
                                  seed: options.seed, rank: communicator.rank, ranks: communicator.size,
@@ -202,10 +219,11 @@ public final class Trainer {
             done += 1
             reporter?.stepFinished(step: done, images: done * options.batch, loss: lastLoss, beta: config.beta)
             if done % options.checkEvery == 0 { try verifyRanksAgree(step: done) }
-            if done % stepsPerEpoch == 0 || done == totalSteps {
-                validation = try endOfEpoch(step: done, reporter: reporter)
-            } else if runner.stopAgreed {
-                try writeCheckpoint(step: done)
+            let epochEnded = done % stepsPerEpoch == 0 || done == totalSteps
+            if epochEnded { validation = try endOfEpoch(step: done, reporter: reporter) }
+            // A stop agreed on by the ranks is a checkpoint too: the run continues from there.
+            if runner.stopAgreed || checkpoints.isDue(step: done, epochEnded: epochEnded) {
+                try checkpoints.save(step: done)
             }
             if runner.stopAgreed { break }
         }
@@ -229,11 +247,7 @@ public final class Trainer {
         try collectively(communicator) {
             guard communicator.isRoot else { return }
             let files = FileManager.default
-            let exists = files.fileExists(atPath: checkpointPath)
-            if options.resume && !exists {
-                throw TrainingError("\(options.runDirectory): no checkpoint.bin to resume from (a run that stopped "
-                                    + "before its first checkpoint starts again in a new or emptied --out)")
-            }
+            // Resuming without a checkpoint stopped in `init`, saying so.
             if !options.resume && files.fileExists(atPath: options.runDirectory + "/metrics.jsonl") {
                 throw TrainingError("\(options.runDirectory) already holds a run; pass --resume to continue it, or choose another --out")
             }
@@ -271,17 +285,15 @@ public final class Trainer {
     }
 
     /// Rank 0 initialises (or reads the checkpoint) and broadcasts, so every rank starts identical.
-    private func startState() throws {
+    /// Returns, on rank 0, what the resume changed (see `CheckpointPolicy.changesOnResume`).
+    private func startState() throws -> [String: [Any]] {
         var step = 0
+        var changes: [String: [Any]] = [:]
         try collectively(communicator) {
             guard communicator.isRoot else { return }
-            if options.resume {
-                let info = try Checkpoint.read(from: checkpointPath, into: model, optimizer: optimizer)
-                guard info.seed == options.seed, info.batch == options.batch else {
-                    throw TrainingError("\(checkpointPath): the run used --seed \(info.seed) --batch \(info.batch); "
-                                        + "resume with the same values")
-                }
-                step = info.step
+            if let resumePoint {
+                changes = try checkpoints.changesOnResume(from: resumePoint)
+                step = try Checkpoint.read(from: resumePoint.path, into: model, optimizer: optimizer).step
             } else {
                 model.parameters.initialize(seed: options.seed)
             }
@@ -293,10 +305,11 @@ public final class Trainer {
         communicator.broadcast(&step, bytes: MemoryLayout<Int>.size)
         optimizer.restore(step: step)
         guard step <= totalSteps else {
-            throw TrainingError("\(checkpointPath) is at step \(step), beyond the \(totalSteps) steps asked for; raise --epochs",
-                                collective: true)
+            throw TrainingError("\(options.runDirectory): the checkpoint is at step \(step), beyond the \(totalSteps) steps "
+                                + "asked for; raise --epochs", collective: true)
         }
         startStep = step
+        return changes
     }
 
     // MARK: During training
@@ -321,22 +334,11 @@ public final class Trainer {
             reporter?.evaluation(step: step, partition: "valid", loss: loss, beta: config.beta)
             validation = loss
         }
-        try writeCheckpoint(step: step)
         if communicator.isRoot {
             let epoch = (step + stepsPerEpoch - 1) / stepsPerEpoch
             try writeGrids(name: String(format: "epoch%03d", epoch))
         }
         return validation
-    }
-
-    /// Rank 0 saves the state after `step` steps.
-    private func writeCheckpoint(step: Int) throws {
-        if communicator.isRoot {
-            try Checkpoint.write(CheckpointInfo(config: config, step: step, seed: options.seed, batch: options.batch,
-                                                leaf: runner.leaf, learningRate: options.learningRate,
-                                                parameters: Checkpoint.describe(model.parameters)),
-                                 model: model, optimizer: optimizer, to: checkpointPath)
-        }
     }
 
     /// Loss over `indices`, split across ranks batch by batch, with fixed noise (tag: evaluation).

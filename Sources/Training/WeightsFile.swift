@@ -26,12 +26,6 @@ public enum WeightsFile {
     /// The metadata key that holds the model configuration (ModelConfig as JSON).
     static let configKey = "config"
 
-    /// The checkpoint of a run directory that export, encode and decode read. One function, so
-    /// that it can become "the newest checkpoint that verifies" when runs keep several.
-    public static func checkpointToRead(inRun directory: String) -> String {
-        directory + "/checkpoint.bin"
-    }
-
     // MARK: The PyTorch layout
 
     /// One engine parameter as PyTorch holds it.
@@ -156,7 +150,8 @@ public enum WeightsFile {
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw TrainingError("\(path): no such file or run directory")
         }
-        let file = isDirectory.boolValue ? checkpointToRead(inRun: path) : path
+        // A run's newest intact checkpoint, as --resume would take.
+        let file = isDirectory.boolValue ? try CheckpointPolicy.newestIntactCheckpoint(in: path).path : path
         guard let bytes = FileManager.default.contents(atPath: file) else {
             throw TrainingError("\(file): cannot read: \(String(cString: strerror(errno)))")
         }
@@ -211,9 +206,10 @@ public enum WeightsFile {
         var options = TrainingOptions(data: "", runDirectory: runDirectory)
         options.seed = seed
         options.batch = batch
-        let checkpoint = Trainer.checkpointPath(options), metrics = runDirectory + "/metrics.jsonl"
+        let checkpoint = runDirectory + "/" + CheckpointPolicy.fileName(step: 0)
+        let metrics = runDirectory + "/metrics.jsonl", config = runDirectory + "/config.json"
         let files = FileManager.default
-        guard !files.fileExists(atPath: checkpoint) && !files.fileExists(atPath: metrics) else {
+        guard !files.fileExists(atPath: config) && !files.fileExists(atPath: metrics) else {
             throw TrainingError("\(runDirectory) already holds a run; import into a new --out")
         }
         do {
@@ -228,7 +224,7 @@ public enum WeightsFile {
                               seed: seed, batch: batch, leaf: leaf)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try writeAtomically(try encoder.encode(run), to: runDirectory + "/config.json")
+        try writeAtomically(try encoder.encode(run), to: config)
         try writeAtomically(Data(), to: metrics)
     }
 }

@@ -11,7 +11,7 @@ extension MPITests {
     }
 
     func checkpointBytes(_ run: String) throws -> Data {
-        try Data(contentsOf: URL(fileURLWithPath: scratch.file("\(run)/checkpoint.bin")))
+        try Data(contentsOf: URL(fileURLWithPath: newestCheckpoint(run)))
     }
 
     /// 8 ranks x 1 thread and 4 ranks x 2 threads at batch 64 choose leaves of 8 (8 workers) and

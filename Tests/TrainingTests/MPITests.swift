@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import VAETraining
 
 /// The real binary under mpirun: these start several processes, so they run one at a time.
 // The limit is per test, and generous: the debug pass runs the unoptimised binary (the longest
@@ -25,6 +26,13 @@ import Testing
 
     func train(_ run: String, steps: Int = 20, extra: [String] = []) -> [String] {
         ["train", "--data", data, "--out", scratch.file(run), "--max-steps", "\(steps)", "--log-every", "1"] + extra
+    }
+
+    /// The path of a run's newest checkpoint (by the step in its name): its last, once it has finished.
+    func newestCheckpoint(_ run: String) throws -> String {
+        let directory = scratch.file(run)
+        let newest = try #require(try CheckpointPolicy.numberedCheckpoints(in: directory).first, "\(run) has no checkpoint")
+        return directory + "/" + newest.name
     }
 
     /// The loss of every logged training step (evaluations left out).
@@ -66,8 +74,8 @@ import Testing
                 let referenceLosses = try losses(single), runLosses = try losses(run)
                 // Only rank 0 writes metrics and prints: nothing appears twice.
                 #expect(runLosses.count == referenceLosses.count)
-                let referenceCheckpoint = scratch.file("\(single)/checkpoint.bin")
-                let checkpoint = scratch.file("\(run)/checkpoint.bin")
+                let referenceCheckpoint = try newestCheckpoint(single)
+                let checkpoint = try newestCheckpoint(run)
                 if ranks == 3 {
                     if steps == 1 {
                         let difference = maximumRelativeDifference(try checkpointArray(.firstMoment, in: referenceCheckpoint),
@@ -98,8 +106,8 @@ import Testing
         let shared = try runMPI(ranks: 2, train("shared"))
         let tcp = try runMPI(ranks: 2, train("tcp"), mpirunOptions: ["--mca", "btl", "tcp,self"])
         try #require(shared.status == 0 && tcp.status == 0, "\(shared.error)\(tcp.error)")
-        let a = try checkpointArray(.parameters, in: scratch.file("shared/checkpoint.bin"))
-        let b = try checkpointArray(.parameters, in: scratch.file("tcp/checkpoint.bin"))
+        let a = try checkpointArray(.parameters, in: newestCheckpoint("shared"))
+        let b = try checkpointArray(.parameters, in: newestCheckpoint("tcp"))
         #expect(a == b)
     }
 
@@ -107,13 +115,14 @@ import Testing
     @Test func nonFiniteLossStopsAllRanksAndKeepsTheCheckpoint() throws {
         let first = try runMPI(ranks: 2, train("diverge", steps: 17))
         try #require(first.status == 0, "\(first.error)")
-        let checkpoint = scratch.file("diverge/checkpoint.bin")
+        let checkpoint = try newestCheckpoint("diverge")
         let saved = try Data(contentsOf: URL(fileURLWithPath: checkpoint))
         let diverged = try runMPI(ranks: 2, train("diverge", steps: 40, extra: ["--resume", "--lr", "1e30"]))
         #expect(diverged.status != 0)
         let errors = diverged.error.split(separator: "\n").filter { $0.contains("error:") }
         #expect(errors.count == 1 && errors[0].contains("not finite"), "stderr: \(diverged.error)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: checkpoint)) == saved)
+        #expect(try newestCheckpoint("diverge") == checkpoint, "no newer checkpoint")
     }
 
     /// Ranks whose parameters drift apart are caught at the next check. Here mpirun's MPMD syntax
@@ -138,8 +147,8 @@ import Testing
         try #require(straight.status == 0 && firstHalf.status == 0 && secondHalf.status == 0,
                      "\(straight.error)\(firstHalf.error)\(secondHalf.error)")
         #expect(secondHalf.output.contains("resuming"))
-        #expect(try checkpointArray(.parameters, in: scratch.file("straight/checkpoint.bin"))
-                == checkpointArray(.parameters, in: scratch.file("halves/checkpoint.bin")))
+        #expect(try checkpointArray(.parameters, in: newestCheckpoint("straight"))
+                == checkpointArray(.parameters, in: newestCheckpoint("halves")))
         #expect(try losses("straight") == losses("halves"))
     }
 
@@ -161,6 +170,7 @@ import Testing
         (["--batch", "0"], "batch"),
         (["--threads", "0"], "--threads must be positive"),
         (["--lr", "0"], "--lr must be a positive number"),
+        (["--keep", "0"], "--keep must be positive"),
         (["--latnet", "3"], "Unknown option '--latnet'"),
         (["--leaf", "3"], "--leaf must be a power of two from 1 to 32, got 3"),
         (["--leaf", "64"], "--leaf must be a power of two from 1 to 32, got 64"),

@@ -42,12 +42,12 @@ extension MPITests {
         #expect(step >= 3 && step < steps)
         #expect(stopped.output.contains("continue with: \(trainScript) --ranks 2 -- --data "), "\(stopped.output)")
         #expect(!stopped.error.contains("error"), "stderr: \(stopped.error)")
-        #expect(try checkpointStep(scratch.file("stopped/checkpoint.bin")) == step)
+        #expect(try checkpointStep(newestCheckpoint("stopped")) == step)
 
         let continued = try runCommand(vaeBinary, train("stopped", steps: steps, extra: options + ["--resume"]))
         try #require(continued.status == 0, "\(continued.error)")
         #expect(continued.output.contains("resuming \(scratch.file("stopped")) at step \(step)"))
-        let bytes = { (run: String) in try Data(contentsOf: URL(fileURLWithPath: self.scratch.file("\(run)/checkpoint.bin"))) }
+        let bytes = { (run: String) in try Data(contentsOf: URL(fileURLWithPath: self.newestCheckpoint(run))) }
         #expect(try bytes("stopped") == bytes("straight"), "stopped at step \(step), continued on 1 process")
     }
 
@@ -64,7 +64,7 @@ extension MPITests {
         #expect(stopped.status == 0, "stderr: \(stopped.error)")
         let step = try #require(stoppedStep(stopped))
         #expect(step < 400)
-        #expect(try checkpointStep(scratch.file("one/checkpoint.bin")) == step)
+        #expect(try checkpointStep(newestCheckpoint("one")) == step)
     }
 
     /// A second Ctrl-C does not wait for the step in hand. Steps of 512 images (about half a

@@ -126,8 +126,13 @@ func processes(mentioning marker: String) -> [(id: Int32, words: [String])] {
 
 /// `vae` under mpirun on this machine, as root if need be.
 func runMPI(ranks: Int, _ arguments: [String], mpirunOptions: [String] = []) throws -> CommandResult {
-    try runCommand("/usr/bin/env", ["mpirun", "-np", "\(ranks)", "--oversubscribe", "--bind-to", "none"]
-                   + mpirunOptions + [vaeBinary] + arguments, environment: mpirunEnvironment)
+    try startMPI(ranks: ranks, arguments, mpirunOptions: mpirunOptions).finish()
+}
+
+/// `vae` under mpirun, started: mpirun's process is `process`, and its ranks are its children.
+func startMPI(ranks: Int, _ arguments: [String], mpirunOptions: [String] = []) throws -> StartedCommand {
+    try StartedCommand("/usr/bin/env", ["mpirun", "-np", "\(ranks)", "--oversubscribe", "--bind-to", "none"]
+                       + mpirunOptions + [vaeBinary] + arguments, environment: mpirunEnvironment)
 }
 
 /// The float arrays at the start of a checkpoint file's data, in file order (the third is Adam's

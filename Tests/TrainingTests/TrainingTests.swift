@@ -167,4 +167,26 @@ import VAEEngine
         #expect { try Checkpoint.read(from: path, into: restored.model, optimizer: restored.optimizer) }
             throws: { "\($0)".contains("checksum mismatch") }
     }
+
+    /// What a resume (and a tool reading a run) takes: the newest numbered checkpoint that
+    /// verifies, then an old run's checkpoint.bin; never a partial file, however complete.
+    @Test func newestIntactCheckpointPassesOverDamageAndPartialFiles() throws {
+        let scratch = try ScratchDirectory()
+        let runner = try makeRunner(batch: 4)
+        func write(step: Int, to name: String) throws {
+            let info = CheckpointInfo(config: config, step: step, seed: 5, batch: 4, leaf: 8, learningRate: 0.001,
+                                      parameters: Checkpoint.describe(runner.model.parameters))
+            try Checkpoint.write(info, model: runner.model, optimizer: runner.optimizer, to: scratch.file(name))
+        }
+        try write(step: 3, to: "checkpoint.bin")
+        try write(step: 5, to: "checkpoint-00000005.bin")
+        try write(step: 7, to: "checkpoint-00000007.bin.partial")
+        let newest = try CheckpointPolicy.newestIntactCheckpoint(in: scratch.path)
+        #expect(newest.path == scratch.file("checkpoint-00000005.bin") && newest.info.step == 5 && newest.skipped.isEmpty)
+
+        try Data("VAECKPT".utf8).write(to: URL(fileURLWithPath: scratch.file("checkpoint-00000005.bin")))
+        let fallback = try CheckpointPolicy.newestIntactCheckpoint(in: scratch.path)
+        #expect(fallback.path == scratch.file("checkpoint.bin") && fallback.info.step == 3)
+        #expect(fallback.skipped == ["skipped checkpoint-00000005.bin: not a checkpoint (too short or no VAECKPT magic)"])
+    }
 }
