@@ -98,7 +98,7 @@ final class Reporter {
     /// changed settings), with what else says what. Its line carries the step, so a later resume
     /// from an earlier checkpoint drops it with the steps it followed.
     func event(_ name: String, step: Int, details: [String: Any] = [:]) {
-        record(details.merging(["event": name, "step": step, "seconds": monotonicSeconds() - start]) { $1 })
+        record(details.merging(["event": name, "step": step]) { $1 })
     }
 
     /// A resume that changed what the checkpoint's run used (the learning rate, the epochs), as
