@@ -122,9 +122,12 @@ final class Reporter {
         let width = 20, filled = width * step / max(totalSteps, 1)
         let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
         let stepInEpoch = (step - 1) % stepsPerEpoch + 1
+        // The steps this epoch will run: fewer than an epoch's when --max-steps ends the run early.
+        let epochStart = (epoch(of: step) - 1) * stepsPerEpoch
+        let stepsThisEpoch = min(stepsPerEpoch, totalSteps - epochStart)
         let remaining = Double(totalSteps - step) * (now - start) / Double(max(step - firstStep, 1))
         return String(format: "epoch %d/%d [%@] step %d/%d  %.0f img/s  loss %.2f (recon %.2f, KL %.2f)  ETA %@",
-                      epoch(of: step), epochs, bar, stepInEpoch, stepsPerEpoch, rate, means.loss,
+                      epoch(of: step), epochs, bar, stepInEpoch, stepsThisEpoch, rate, means.loss,
                       means.reconstruction, means.kl, formatDuration(remaining))
     }
 

@@ -43,6 +43,7 @@ public struct TrainingOptions: Codable, Sendable {
 
     /// Checks what can be checked without the data, for a job of `ranks` ranks.
     public func validate(ranks: Int) throws {
+        guard batch > 0 else { throw TrainingError("--batch must be positive, got \(batch)") }
         guard batch >= ranks else {
             throw TrainingError("--batch \(batch) is smaller than the \(ranks) ranks: every rank needs an image")
         }

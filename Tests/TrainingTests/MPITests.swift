@@ -152,6 +152,14 @@ import Testing
         #expect(try losses("straight") == losses("halves"))
     }
 
+    /// With --max-steps shorter than an epoch, the progress shows the steps that will run.
+    @Test func progressCountsTheStepsThatRun() throws {
+        let result = try runCommand(vaeBinary, train("short", steps: 5), environment: ["VAE_PROGRESS": "lines"])
+        try #require(result.status == 0, "\(result.error)")
+        #expect(result.output.contains("epoch 1/1 [####################] step 5/5 "), "\(result.output)")
+        #expect(!result.output.contains("/17 "), "\(result.output)")
+    }
+
     @Test func existingRunIsNeverOverwritten() throws {
         let first = try runCommand(vaeBinary, train("kept", steps: 2))
         try #require(first.status == 0, "\(first.error)")
@@ -167,7 +175,7 @@ import Testing
         (["--preset", "huge"], "unknown preset 'huge'"),
         (["--latent", "0"], "latent size must be between"),
         (["--encoder-channels", "32,x"], "comma-separated whole numbers"),
-        (["--batch", "0"], "batch"),
+        (["--batch", "0"], "--batch must be positive, got 0"),
         (["--threads", "0"], "--threads must be positive"),
         (["--lr", "0"], "--lr must be a positive number"),
         (["--keep", "0"], "--keep must be positive"),
