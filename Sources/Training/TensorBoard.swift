@@ -8,7 +8,7 @@ import Foundation
 /// where mask(crc) = ((crc >> 15) | (crc << 17)) &+ 0xa282ead8. Each record's data is a serialised
 /// `Event` protobuf, encoded here by hand; the fields used are
 ///     Event      { double wall_time = 1; int64 step = 2; string file_version = 3;
-///                  Summary summary = 5; SessionLog session_log = 6 }
+///                  Summary summary = 5; SessionLog session_log = 7 }
 ///     Summary    { repeated Value value = 1 }
 ///     Value      { string tag = 1; float simple_value = 2; Image image = 4 }
 ///     Image      { int32 height = 1; int32 width = 2; int32 colorspace = 3; bytes encoded_image_string = 4 }
@@ -49,7 +49,7 @@ final class TensorBoardWriter {
         write(event: version, step: 0)
         if firstStep > 0 {
             var start = Protobuf()
-            start.message(field: 6) { $0.varint(field: 1, 1) }  // SessionLog { status: START }
+            start.message(field: 7) { $0.varint(field: 1, 1) }  // SessionLog { status: START }
             write(event: start, step: firstStep + 1)
         }
     }
