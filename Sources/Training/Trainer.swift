@@ -49,10 +49,12 @@ public struct TrainingOptions: Codable, Sendable {
         guard batch >= ranks else {
             throw TrainingError("--batch \(batch) is smaller than the \(ranks) ranks: every rank needs an image")
         }
-        guard epochs > 0, logEvery > 0, checkEvery > 0, maxSteps ?? 1 > 0, threads > 0, checkpointEvery > 0, keep > 0,
-              sampleEvery ?? 1 > 0 else {
-            throw TrainingError("--epochs, --log-every, --check-every, --max-steps, --threads, --checkpoint-every, --keep "
-                                + "and --sample-every must be positive")
+        guard epochs > 0, logEvery > 0, checkEvery > 0, maxSteps ?? 1 > 0, threads > 0, checkpointEvery > 0, keep > 0 else {
+            throw TrainingError("--epochs, --log-every, --check-every, --max-steps, --threads, --checkpoint-every and --keep "
+                                + "must be positive")
+        }
+        if let sampleEvery, sampleEvery <= 0 {
+            throw TrainingError("--sample-every must be positive, got \(sampleEvery)")
         }
         guard learningRate.isFinite && learningRate > 0 else {
             throw TrainingError("--lr must be a positive number, got \(learningRate)")
