@@ -20,7 +20,8 @@ import Foundation
 /// that crashed may hold already, so the new file starts with a SessionLog START at the first step
 /// it runs: TensorBoard's reader then discards what earlier files hold for that step and later ones.
 ///
-/// Only rank 0 writes, while the other ranks wait for it in the next step: a write that fails is
+/// Only rank 0 writes, and an error of its own in mid-run would leave the other ranks waiting in
+/// the next step's allreduce; events are for watching, not the run's result: a write that fails is
 /// reported once on stderr and ends the events of this run, not the training.
 final class TensorBoardWriter {
     private let file: FileHandle
