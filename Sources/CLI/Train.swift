@@ -21,8 +21,9 @@ struct Train: ParsableCommand {
 
             Rank 0 writes RUN_DIR: config.json, metrics.jsonl (one JSON line per logged step and per \
             evaluation), checkpoint-NNNNNNNN.bin named by step (every --checkpoint-every steps, each \
-            epoch and at the end; the newest --keep are kept) and PNG grids of reconstructions and \
-            samples (each epoch). An existing run is never overwritten: --resume continues it from its \
+            epoch and at the end; the newest --keep are kept), PNG grids of reconstructions and \
+            samples (each epoch, and every --sample-every steps), loss.png (the loss curves, redrawn \
+            each epoch) and TensorBoard events in RUN_DIR/tensorboard (tensorboard --logdir RUN_DIR). An existing run is never overwritten: --resume continues it from its \
             newest intact checkpoint.
 
             SIGTERM, SIGINT (Ctrl-C) or SIGUSR1 to this process or to any rank stops every rank after \
@@ -98,6 +99,11 @@ struct Train: ParsableCommand {
         """, valueName: "n"))
     var blasThreads: Int?
 
+    @Option(help: ArgumentHelp("""
+        Steps between extra grids of reconstructions and samples (reconstructions-stepNNNNNNNN.png, \
+        samples-stepNNNNNNNN.png and TensorBoard images) within epochs (default: at epoch ends only).
+        """, valueName: "n"))
+    var sampleEvery: Int?
 
     func run() throws {
         let communicator = Failure.joinJob()
@@ -149,6 +155,7 @@ struct Train: ParsableCommand {
         options.keep = keep
         options.threads = threads ?? (ranks > 1 ? 1 : ProcessInfo.processInfo.activeProcessorCount)
         options.leaf = leaf
+        options.sampleEvery = sampleEvery
         try options.validate(ranks: ranks)
         return (try model.config(), options)
     }

@@ -7,9 +7,11 @@ import Foundation
 import VAEEngine
 
 /// What rank 0 shows and records: a one-line progress bar on a terminal (plain periodic lines
-/// otherwise) and RUN_DIR/metrics.jsonl, one JSON object per logged step or evaluation.
+/// otherwise), RUN_DIR/metrics.jsonl, one JSON object per logged step or evaluation, and the same
+/// values as TensorBoard scalars.
 final class Reporter {
     private let metrics: FileHandle
+    private let tensorBoard: TensorBoardWriter?
     /// A live bar on a terminal, plain lines otherwise. Under mpirun a rank's output is a pseudo
     /// terminal whatever mpirun writes to, so launch/train.sh says which in VAE_PROGRESS.
     private let interactive = ProcessInfo.processInfo.environment["VAE_PROGRESS"].map { $0 == "bar" }
@@ -23,7 +25,7 @@ final class Reporter {
     /// A resumed run (`firstStep` > 0) first drops the lines logged after its checkpoint: those
     /// steps run again and are logged again.
     init(metricsPath: String, totalSteps: Int, stepsPerEpoch: Int, epochs: Int, logEvery: Int, firstStep: Int,
-         globalBatch: Int) throws {
+         globalBatch: Int, tensorBoard: TensorBoardWriter?) throws {
         if !FileManager.default.fileExists(atPath: metricsPath) {
             _ = FileManager.default.createFile(atPath: metricsPath, contents: nil)
         }
@@ -33,6 +35,7 @@ final class Reporter {
         }
         handle.seekToEndOfFile()
         metrics = handle
+        self.tensorBoard = tensorBoard
         self.totalSteps = totalSteps
         self.stepsPerEpoch = stepsPerEpoch
         self.epochs = epochs
@@ -74,6 +77,8 @@ final class Reporter {
             let means = loss.means(beta: beta)
             record(["step": step, "epoch": epoch(of: step), "images": images, "loss": means.loss,
                     "recon": means.reconstruction, "kl": means.kl, "images_per_s": rate, "seconds": now - start])
+            tensorBoard?.scalars(["train/loss": means.loss, "train/recon": means.reconstruction, "train/kl": means.kl,
+                                  "train/images_per_s": rate], step: step)
             if !interactive { print(line(step: step, rate: rate, loss: loss, beta: beta, now: now)) }
         }
         if interactive && (now - lastBarTime > 0.25 || step == totalSteps) {
@@ -90,6 +95,8 @@ final class Reporter {
         record(["step": step, "epoch": epoch(of: max(step, 1)), "eval": true, "partition": partition,
                 "images": loss.images, "loss": means.loss, "recon": means.reconstruction, "kl": means.kl,
                 "seconds": monotonicSeconds() - start])
+        tensorBoard?.scalars(["\(partition)/loss": means.loss, "\(partition)/recon": means.reconstruction,
+                              "\(partition)/kl": means.kl], step: step)
         message(String(format: "%@ (%d images): loss %.2f  recon %.2f  KL %.2f", partition, loss.images,
                        means.loss, means.reconstruction, means.kl))
     }

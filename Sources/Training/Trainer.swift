@@ -35,6 +35,9 @@ public struct TrainingOptions: Codable, Sendable {
     /// (nil: the checkpoint's when resuming, else `StepRunner.defaultLeaf` for the batch and the
     /// workers).
     public var leaf: Int?
+    /// Steps between extra grids of reconstructions and samples (PNG and TensorBoard) within
+    /// epochs; nil: at the end of every epoch only.
+    public var sampleEvery: Int?
 
     public init(data: String, runDirectory: String) {
         self.data = data
@@ -50,6 +53,9 @@ public struct TrainingOptions: Codable, Sendable {
         guard epochs > 0, logEvery > 0, checkEvery > 0, maxSteps ?? 1 > 0, threads > 0, checkpointEvery > 0, keep > 0 else {
             throw TrainingError("--epochs, --log-every, --check-every, --max-steps, --threads, --checkpoint-every and --keep "
                                 + "must be positive")
+        }
+        if let sampleEvery, sampleEvery <= 0 {
+            throw TrainingError("--sample-every must be positive, got \(sampleEvery)")
         }
         guard learningRate.isFinite && learningRate > 0 else {
             throw TrainingError("--lr must be a positive number, got \(learningRate)")
@@ -72,8 +78,8 @@ public struct TrainingSummary: Sendable {
 }
 
 /// The data-parallel training loop, run by every rank alike. Rank 0 alone writes the run
-/// directory: config.json, metrics.jsonl, checkpoints (see `CheckpointPolicy`), and PNG grids of
-/// reconstructions and samples.
+/// directory: config.json, metrics.jsonl, checkpoints (see `CheckpointPolicy`), PNG grids of
+/// reconstructions and samples, loss.png (`LossPlot`) and TensorBoard events (`TensorBoardWriter`).
 public final class Trainer {
     public let config: ModelConfig
     public let options: TrainingOptions
@@ -89,6 +95,8 @@ public final class Trainer {
     /// Rank 0's checkpoint to resume from; nil on other ranks and in a new run.
     private let resumePoint: IntactCheckpoint?
     private var startStep = 0
+    /// Rank 0's TensorBoard events file of this process; nil on other ranks.
+    private var tensorBoard: TensorBoardWriter?
 
     static let gridColumns = 8
 
@@ -185,10 +193,16 @@ public final class Trainer {
     public func run() throws -> TrainingSummary {
         try prepareRunDirectory()
         let changes = try startState()
+        try collectively(communicator) {
+            guard communicator.isRoot else { return }
+            tensorBoard = try TensorBoardWriter(directory: options.runDirectory + "/tensorboard", host: communicator.hosts[0],
+                                                firstStep: startStep)
+        }
         let reporter = communicator.isRoot
-            ? try Reporter(metricsPath: options.runDirectory + "/metrics.jsonl", totalSteps: totalSteps,
+            ? try Reporter(metricsPath: metricsPath, totalSteps: totalSteps,
                            stepsPerEpoch: stepsPerEpoch, epochs: (totalSteps + stepsPerEpoch - 1) / stepsPerEpoch,
-                           logEvery: options.logEvery, firstStep: startStep, globalBatch: options.batch)
+                           logEvery: options.logEvery, firstStep: startStep, globalBatch: options.batch,
+                           tensorBoard: tensorBoard)
             : nil
         for line in resumePoint?.skipped ?? [] { reporter?.message(line) }
         if let resumePoint {
@@ -221,7 +235,11 @@ public final class Trainer {
             reporter?.stepFinished(step: done, images: done * options.batch, loss: lastLoss, beta: config.beta)
             if done % options.checkEvery == 0 { try verifyRanksAgree(step: done) }
             let epochEnded = done % stepsPerEpoch == 0 || done == totalSteps
-            if epochEnded { validation = try endOfEpoch(step: done, reporter: reporter) }
+            if epochEnded {
+                validation = try endOfEpoch(step: done, reporter: reporter)
+            } else if let every = options.sampleEvery, done % every == 0, communicator.isRoot {
+                try writeGrids(name: String(format: "step%08d", done), step: done)
+            }
             // A stop agreed on by the ranks is a checkpoint too: the run continues from there.
             if runner.stopAgreed || checkpoints.isDue(step: done, epochEnded: epochEnded) {
                 try checkpoints.save(step: done)
@@ -234,12 +252,18 @@ public final class Trainer {
             steps: done, stopped: done < totalSteps, lastLoss: lastLoss, validation: validation,
             imagesPerSecond: Double((done - startStep) * options.batch) / seconds,
             dataWaitShare: loader.waitSeconds / seconds, allreduceShare: (runner.reduceSeconds - reduceStart) / seconds)
-        if summary.stopped { reporter?.event("stopped", step: done) }
+        if summary.stopped {
+            reporter?.event("stopped", step: done)
+            if communicator.isRoot { try LossPlot.draw(metricsPath: metricsPath, to: lossPlotPath) }
+        }
         reporter?.message(String(format: "%@: %d steps, %.0f images/s; waiting for data %.1f%%, allreduce %.1f%% of the time",
                                   summary.stopped ? "stopped" : "done", done - startStep, summary.imagesPerSecond,
                                   100 * summary.dataWaitShare, 100 * summary.allreduceShare))
         return summary
     }
+
+    private var metricsPath: String { options.runDirectory + "/metrics.jsonl" }
+    private var lossPlotPath: String { options.runDirectory + "/loss.png" }
 
     // MARK: Start
 
@@ -337,7 +361,8 @@ public final class Trainer {
         }
         if communicator.isRoot {
             let epoch = (step + stepsPerEpoch - 1) / stepsPerEpoch
-            try writeGrids(name: String(format: "epoch%03d", epoch))
+            try writeGrids(name: String(format: "epoch%03d", epoch), step: step)
+            try LossPlot.draw(metricsPath: metricsPath, to: lossPlotPath)
         }
         return validation
     }
@@ -369,8 +394,9 @@ public final class Trainer {
     static let evaluationNoiseStep = 1 << 40
 
     /// Rank 0: the first images of the validation partition (or training, if there is none) above
-    /// their reconstructions from mu, and decodings of fixed random latents.
-    private func writeGrids(name: String) throws {
+    /// their reconstructions from mu, and decodings of fixed random latents; as PNG files named
+    /// by `name`, and as TensorBoard images at `step`.
+    private func writeGrids(name: String, step: Int) throws {
         let count = Trainer.gridColumns
         let source = validationIndices.isEmpty ? trainingIndices : validationIndices
         let shown = Array(source.prefix(count))
@@ -382,8 +408,10 @@ public final class Trainer {
         model.latents.update(from: model.means, count: shown.count * config.latent)
         model.decode(batch: shown.count)
         (grid.pointer + shown.count * values).update(from: model.reconstruction, count: shown.count * values)
-        try writeImageGrid(path: "\(options.runDirectory)/reconstructions-\(name).png", pixels: grid.pointer,
+        let reconstructions = "\(options.runDirectory)/reconstructions-\(name).png"
+        try writeImageGrid(path: reconstructions, pixels: grid.pointer,
                            count: 2 * shown.count, imageSize: config.imageSize, columns: count)
+        tensorBoard?.image(tag: "reconstructions", pngFile: reconstructions, step: step)
 
         let samples = 2 * count
         let random = Philox(seed: options.seed, stream: .sampling)
@@ -391,8 +419,10 @@ public final class Trainer {
             random.fillNormal(model.latents + i * config.latent, count: config.latent, tag: 0, row: UInt32(i))
         }
         model.decode(batch: samples)
-        try writeImageGrid(path: "\(options.runDirectory)/samples-\(name).png", pixels: model.reconstruction,
+        let samplesPath = "\(options.runDirectory)/samples-\(name).png"
+        try writeImageGrid(path: samplesPath, pixels: model.reconstruction,
                            count: samples, imageSize: config.imageSize, columns: count)
+        tensorBoard?.image(tag: "samples", pngFile: samplesPath, step: step)
     }
 }
 
