@@ -3,23 +3,49 @@ import Testing
 import VAEData
 import VAETraining
 
+/// The synthetic faces' side.
+private let faceSide = 32
+
+/// 200 synthetic faceSide x faceSide faces and a run trained on them for 100 steps with beta 0.01
+/// (a second in a release build: its reconstructions and edits depend visibly on the input and on
+/// z, which a few steps at beta 1 or an untrained model's hardly do). Made once for all the face
+/// tests of the process (left in the temporary directory): made for each of the dozen tests and
+/// cases, they took over five minutes in a debug build.
+private struct FaceRun: Sendable {
+    let directory: ScratchDirectory
+    let data: String, run: String
+
+    struct Failed: Error, CustomStringConvertible { let description: String }
+
+    init() throws {
+        directory = try ScratchDirectory()
+        data = directory.file("faces.vaeds")
+        run = directory.file("run")
+        for arguments in [["synth", "--count", "200", "--size", "\(faceSide)", "--out", data],
+                          ["train", "--data", data, "--out", run, "--max-steps", "100", "--batch", "16", "--epochs", "10",
+                           "--beta", "0.01"]] {
+            let result = try runCommand(vaeBinary, arguments)
+            guard result.status == 0 else { throw Failed(description: "vae \(arguments[0]) failed: \(result.error)") }
+        }
+    }
+}
+
+private let sharedFaceRun = Result { try FaceRun() }
+
 /// The face commands (`vae reconstruct`, `sample`, `traverse`, `attributes`, `edit`, `morph`)
-/// through the real binary, on 200 synthetic 32x32 faces and a run trained for 100 steps with
-/// beta 0.01 (in a second: its reconstructions and edits depend visibly on the input and on z,
-/// which a few steps at beta 1 or an untrained model's hardly do).
+/// through the real binary, on the faces and run of FaceRun.
 @Suite(.timeLimit(.minutes(5))) struct FaceTests {
+    /// This test's outputs.
     let scratch: ScratchDirectory
     let data: String, run: String
     /// The synthetic faces' side, and a grid cell's (a 2-pixel border between images).
-    let side = 32, cell = 34
+    let side = faceSide, cell = faceSide + 2
 
     init() throws {
         scratch = try ScratchDirectory()
-        data = scratch.file("faces.vaeds")
-        run = scratch.file("run")
-        try vae(["synth", "--count", "200", "--size", "\(side)", "--out", data])
-        try vae(["train", "--data", data, "--out", run, "--max-steps", "100", "--batch", "16", "--epochs", "10",
-                 "--beta", "0.01"])
+        let shared = try sharedFaceRun.get()
+        data = shared.data
+        run = shared.run
     }
 
     @discardableResult
