@@ -55,7 +55,8 @@ private func partitionImages(_ partition: String, of dataset: Dataset) throws ->
     return images
 }
 
-private func validatePartition(_ partition: String) throws {
+/// Refuses a --partition other than train, valid, test or all.
+func validatePartition(_ partition: String) throws {
     guard partition == "all" || Partition(name: partition) != nil else {
         throw ValidationError("--partition \(partition): expected train, valid, test or all")
     }

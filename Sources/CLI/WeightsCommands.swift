@@ -147,9 +147,7 @@ struct Encode: ParsableCommand {
     func validate() throws {
         guard (indices == nil) != (count == nil) else { throw ValidationError("give either --indices or --count") }
         if let count, count <= 0 { throw ValidationError("--count \(count): expected at least 1") }
-        guard partition == "all" || Partition(name: partition) != nil else {
-            throw ValidationError("--partition \(partition): expected train, valid, test or all")
-        }
+        try validatePartition(partition)
     }
 
     func run() throws {
