@@ -17,7 +17,8 @@ struct VAECommand: ParsableCommand {
             Run 'vae help <command>' for each command's options.
             """,
         subcommands: [Synth.self, Prepare.self, Inspect.self, Train.self, Bench.self, Export.self, Import.self,
-                      Encode.self, Decode.self])
+                      Encode.self, Decode.self, Reconstruct.self, Sample.self, Traverse.self, Attributes.self,
+                      Edit.self, Morph.self])
 
     /// Every error ends as one line on standard error (see Failure), not ArgumentParser's usage block.
     static func main() {

@@ -5,12 +5,23 @@ import VAEEngine
 import VAETraining
 
 /// Images or latents go through the model this many at a time.
-private let modelBatch = 64
+let modelBatch = 64
 
-private let modelHelp = ArgumentHelp("""
+let modelHelp = ArgumentHelp("""
     The weights: a run directory (its newest intact checkpoint), a checkpoint file, or a safetensors file \
     from 'vae export' (or PyTorch, with the configuration in its metadata).
     """, valueName: "RUN_DIR|CHECKPOINT|FILE.safetensors")
+
+/// The model of `model` for up to `maxBatch` images, which must take the images of `dataset`.
+func loadModel(_ model: String, for dataset: Dataset, maxBatch: Int) throws -> VAE {
+    let vae = try WeightsFile.loadModel(model, maxBatch: maxBatch)
+    let config = vae.config
+    guard dataset.imageSize == config.imageSize && dataset.channels == config.imageChannels else {
+        throw ValidationError("\(dataset.path) has \(dataset.imageSize)x\(dataset.imageSize)x\(dataset.channels) images; "
+                              + "the model takes \(config.imageSize)x\(config.imageSize)x\(config.imageChannels)")
+    }
+    return vae
+}
 
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -136,20 +147,14 @@ struct Encode: ParsableCommand {
     func validate() throws {
         guard (indices == nil) != (count == nil) else { throw ValidationError("give either --indices or --count") }
         if let count, count <= 0 { throw ValidationError("--count \(count): expected at least 1") }
-        guard partition == "all" || Partition(name: partition) != nil else {
-            throw ValidationError("--partition \(partition): expected train, valid, test or all")
-        }
+        try validatePartition(partition)
     }
 
     func run() throws {
         let dataset = try Dataset(path: data, verifyChecksum: false)
         let chosen = try selectedImages(dataset)
-        let vae = try WeightsFile.loadModel(model, maxBatch: min(chosen.count, modelBatch))
+        let vae = try loadModel(model, for: dataset, maxBatch: min(chosen.count, modelBatch))
         let config = vae.config
-        guard dataset.imageSize == config.imageSize && dataset.channels == config.imageChannels else {
-            throw ValidationError("\(data) has \(dataset.imageSize)x\(dataset.imageSize)x\(dataset.channels) images; "
-                                  + "the model takes \(config.imageSize)x\(config.imageSize)x\(config.imageChannels)")
-        }
         let latent = config.latent
         let images = FloatBuffer(count: vae.maxBatch * config.imageValues)
         var codes = [Float](repeating: 0, count: chosen.count * 2 * latent)

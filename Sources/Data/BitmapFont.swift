@@ -1,24 +1,53 @@
-/// A 3x5-pixel font of capitals, digits and a little punctuation, for labels on charts: enough
-/// to read numbers and short names without a font library. Lower case is drawn as capitals;
-/// characters it lacks are drawn as blanks.
+/// A 5x7 bitmap font for labels on image grids and charts (the classic one of character LCDs),
+/// enough to read numbers and short names without a font library: each glyph is five columns,
+/// left to right, whose bit k is the pixel k rows from the top. Letters are drawn in capitals; a
+/// character without a glyph is drawn as '?'.
 public enum BitmapFont {
-    public static let glyphWidth = 3, glyphHeight = 5
-    /// Pixels from one character to the next, at scale 1.
+    public static let glyphWidth = 5, glyphHeight = 7
+    /// Columns from one glyph's left edge to the next one's.
     public static let advance = glyphWidth + 1
 
-    /// Each glyph is five octal digits, one per row from the top; a digit's bits are the row's
-    /// pixels, left (4) to right (1).
-    private static let glyphs: [Character: Int] = [
-        "0": 0o75557, "1": 0o26227, "2": 0o71747, "3": 0o71317, "4": 0o55711,
-        "5": 0o74717, "6": 0o74757, "7": 0o71111, "8": 0o75757, "9": 0o75717,
-        "A": 0o25755, "B": 0o65656, "C": 0o34443, "D": 0o65556, "E": 0o74647, "F": 0o74644,
-        "G": 0o34553, "H": 0o55755, "I": 0o72227, "J": 0o11152, "K": 0o55655, "L": 0o44447,
-        "M": 0o57755, "N": 0o65555, "O": 0o25552, "P": 0o65644, "Q": 0o25563, "R": 0o65655,
-        "S": 0o34216, "T": 0o72222, "U": 0o55557, "V": 0o55552, "W": 0o55775, "X": 0o55255,
-        "Y": 0o55222, "Z": 0o71247,
-        ".": 0o00002, ",": 0o00024, "-": 0o00700, "+": 0o02720, ":": 0o02020, "/": 0o11244,
-        "(": 0o12221, ")": 0o42224, "=": 0o07070, "%": 0o41241,
+    private static let glyphs: [Character: [UInt8]] = [
+        " ": [0x00, 0x00, 0x00, 0x00, 0x00], "?": [0x02, 0x01, 0x51, 0x09, 0x06],
+        "+": [0x08, 0x08, 0x3E, 0x08, 0x08], "-": [0x08, 0x08, 0x08, 0x08, 0x08],
+        ".": [0x00, 0x60, 0x60, 0x00, 0x00], ",": [0x00, 0x50, 0x30, 0x00, 0x00],
+        "_": [0x40, 0x40, 0x40, 0x40, 0x40], "=": [0x14, 0x14, 0x14, 0x14, 0x14],
+        ":": [0x00, 0x36, 0x36, 0x00, 0x00], "/": [0x20, 0x10, 0x08, 0x04, 0x02],
+        "(": [0x00, 0x1C, 0x22, 0x41, 0x00], ")": [0x00, 0x41, 0x22, 0x1C, 0x00],
+        "%": [0x23, 0x13, 0x08, 0x64, 0x62],
+        "0": [0x3E, 0x51, 0x49, 0x45, 0x3E], "1": [0x00, 0x42, 0x7F, 0x40, 0x00],
+        "2": [0x42, 0x61, 0x51, 0x49, 0x46], "3": [0x21, 0x41, 0x45, 0x4B, 0x31],
+        "4": [0x18, 0x14, 0x12, 0x7F, 0x10], "5": [0x27, 0x45, 0x45, 0x45, 0x39],
+        "6": [0x3C, 0x4A, 0x49, 0x49, 0x30], "7": [0x01, 0x71, 0x09, 0x05, 0x03],
+        "8": [0x36, 0x49, 0x49, 0x49, 0x36], "9": [0x06, 0x49, 0x49, 0x29, 0x1E],
+        "A": [0x7E, 0x11, 0x11, 0x11, 0x7E], "B": [0x7F, 0x49, 0x49, 0x49, 0x36],
+        "C": [0x3E, 0x41, 0x41, 0x41, 0x22], "D": [0x7F, 0x41, 0x41, 0x22, 0x1C],
+        "E": [0x7F, 0x49, 0x49, 0x49, 0x41], "F": [0x7F, 0x09, 0x09, 0x01, 0x01],
+        "G": [0x3E, 0x41, 0x41, 0x51, 0x32], "H": [0x7F, 0x08, 0x08, 0x08, 0x7F],
+        "I": [0x00, 0x41, 0x7F, 0x41, 0x00], "J": [0x20, 0x40, 0x41, 0x3F, 0x01],
+        "K": [0x7F, 0x08, 0x14, 0x22, 0x41], "L": [0x7F, 0x40, 0x40, 0x40, 0x40],
+        "M": [0x7F, 0x02, 0x04, 0x02, 0x7F], "N": [0x7F, 0x04, 0x08, 0x10, 0x7F],
+        "O": [0x3E, 0x41, 0x41, 0x41, 0x3E], "P": [0x7F, 0x09, 0x09, 0x09, 0x06],
+        "Q": [0x3E, 0x41, 0x51, 0x21, 0x5E], "R": [0x7F, 0x09, 0x19, 0x29, 0x46],
+        "S": [0x46, 0x49, 0x49, 0x49, 0x31], "T": [0x01, 0x01, 0x7F, 0x01, 0x01],
+        "U": [0x3F, 0x40, 0x40, 0x40, 0x3F], "V": [0x1F, 0x20, 0x40, 0x20, 0x1F],
+        "W": [0x7F, 0x20, 0x18, 0x20, 0x7F], "X": [0x63, 0x14, 0x08, 0x14, 0x63],
+        "Y": [0x03, 0x04, 0x78, 0x04, 0x03], "Z": [0x61, 0x51, 0x49, 0x45, 0x43],
     ]
+
+    /// The pixels `text` covers when drawn with its top left corner at (0, 0), as (x, y) pairs.
+    static func pixels(of text: String) -> [(x: Int, y: Int)] {
+        var pixels: [(x: Int, y: Int)] = []
+        for (position, character) in text.uppercased().enumerated() {
+            let glyph = glyphs[character] ?? glyphs["?"]!
+            for (column, bits) in glyph.enumerated() {
+                for row in 0..<glyphHeight where bits & (1 << row) != 0 {
+                    pixels.append((position * advance + column, row))
+                }
+            }
+        }
+        return pixels
+    }
 
     /// Pixels that `text` spans across at `scale`.
     public static func width(of text: String, scale: Int = 1) -> Int {
@@ -27,15 +56,8 @@ public enum BitmapFont {
 
     /// Draws `text` with its top-left corner at (x, y), each font pixel `scale` pixels square.
     public static func drawText(_ text: String, x: Int, y: Int, scale: Int = 1, color: RGB, into image: inout RGBImage) {
-        for (position, character) in text.uppercased().enumerated() {
-            let glyph = glyphs[character] ?? 0
-            let left = x + position * advance * scale
-            for row in 0..<glyphHeight {
-                let bits = glyph >> (3 * (glyphHeight - 1 - row)) & 0o7
-                for column in 0..<glyphWidth where bits & (4 >> column) != 0 {
-                    image.fillRectangle(x: left + column * scale, y: y + row * scale, width: scale, height: scale, color)
-                }
-            }
+        for pixel in pixels(of: text) {
+            image.fillRectangle(x: x + pixel.x * scale, y: y + pixel.y * scale, width: scale, height: scale, color)
         }
     }
 }

@@ -37,16 +37,19 @@ private func pngMessage(_ image: png_image) -> String {
 }
 
 /// Lays RGB images (imageSize x imageSize x 3 bytes each) out row by row, `columns` to a row,
-/// separated by a dark border, and writes the grid as a PNG.
-public func writeImageGrid(path: String, images: [UnsafePointer<UInt8>], imageSize: Int, columns: Int) throws {
+/// separated by a dark border, and writes the grid as a PNG. With `rowLabels`, row r has
+/// rowLabels[r] written beside it in a margin on the left (5x7 capitals, see BitmapFont).
+public func writeImageGrid(path: String, images: [UnsafePointer<UInt8>], imageSize: Int, columns: Int,
+                           rowLabels: [String] = []) throws {
     precondition(!images.isEmpty && columns > 0, "a grid needs images and at least one column")
     let border = 2
     let rows = (images.count + columns - 1) / columns
-    let width = columns * (imageSize + border) + border
+    let labelWidth = rowLabels.isEmpty ? 0 : (rowLabels.map(\.count).max()! * BitmapFont.advance + 2 * border)
+    let width = labelWidth + columns * (imageSize + border) + border
     let height = rows * (imageSize + border) + border
     var canvas = [UInt8](repeating: 24, count: width * height * 3)
     for (n, image) in images.enumerated() {
-        let left = border + (n % columns) * (imageSize + border)
+        let left = labelWidth + border + (n % columns) * (imageSize + border)
         let top = border + (n / columns) * (imageSize + border)
         for y in 0..<imageSize {
             let row = ((top + y) * width + left) * 3
@@ -55,19 +58,29 @@ public func writeImageGrid(path: String, images: [UnsafePointer<UInt8>], imageSi
             }
         }
     }
+    for (row, label) in rowLabels.prefix(rows).enumerated() {
+        // Light grey, centred on the row's height (clipped where the images are smaller than a glyph).
+        let top = border + row * (imageSize + border) + max(0, (imageSize - BitmapFont.glyphHeight) / 2)
+        for (x, y) in BitmapFont.pixels(of: label) where top + y < height {
+            let pixel = ((top + y) * width + border + x) * 3
+            canvas[pixel] = 220
+            canvas[pixel + 1] = 220
+            canvas[pixel + 2] = 220
+        }
+    }
     try writePNG(path: path, width: width, height: height, rgb: canvas)
 }
 
 /// The same for Float32 images in [0, 1] (count x imageSize x imageSize x 3, NHWC), as the model
 /// produces them: values are clamped and rounded, NaN shows as black.
 public func writeImageGrid(path: String, pixels: UnsafePointer<Float>, count: Int, imageSize: Int,
-                           columns: Int) throws {
+                           columns: Int, rowLabels: [String] = []) throws {
     let values = imageSize * imageSize * 3
     let bytes = UnsafeMutablePointer<UInt8>.allocate(capacity: count * values)
     defer { bytes.deallocate() }
     for j in 0..<(count * values) { bytes[j] = unitToByte(pixels[j]) }
     try writeImageGrid(path: path, images: (0..<count).map { UnsafePointer(bytes + $0 * values) },
-                       imageSize: imageSize, columns: columns)
+                       imageSize: imageSize, columns: columns, rowLabels: rowLabels)
 }
 
 /// [0, 1] to 0...255, rounded; out-of-range values clamp, NaN becomes 0.

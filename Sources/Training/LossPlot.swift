@@ -8,7 +8,7 @@ enum LossPlot {
     static let panelWidth = 400, panelHeight = 300
     static let width = 3 * panelWidth, height = panelHeight
 
-    private static let scale = 2
+    private static let scale = 1
     private static let lineHeight = BitmapFont.glyphHeight * scale
     /// Room for the title and legend above a panel's plot area, and for the axis labels around it.
     private static let top = 30, bottom = 26, left = 70, right = 16

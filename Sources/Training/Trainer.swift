@@ -369,29 +369,9 @@ public final class Trainer {
 
     /// Loss over `indices`, split across ranks batch by batch, with fixed noise (tag: evaluation).
     func evaluate(_ indices: [Int32]) -> LossSums {
-        var local = LossSums()
-        var start = 0
-        var batchNumber = 0
-        while start < indices.count {
-            let size = min(options.batch, indices.count - start)
-            let piece = EpochPlan.pieceRange(batchSize: size, rank: communicator.rank, ranks: communicator.size)
-            for first in stride(from: piece.lowerBound, to: piece.upperBound, by: model.maxBatch) {
-                let count = min(model.maxBatch, piece.upperBound - first)
-                dataset.loadFloats(indices[(start + first)..<(start + first + count)], into: evaluationImages.pointer)
-                model.drawNoise(seed: options.seed, step: Trainer.evaluationNoiseStep + batchNumber,
-                                firstPosition: first, batch: count)
-                local += model.loss(evaluationImages.pointer, batch: count)
-            }
-            start += size
-            batchNumber += 1
-        }
-        var sums = [local.reconstruction, local.kl, Double(local.images)]
-        communicator.allreduceSum(&sums, count: 3)
-        return LossSums(reconstruction: sums[0], kl: sums[1], images: Int(sums[2]))
+        evaluationLoss(model: model, dataset: dataset, indices: indices, batch: options.batch, seed: options.seed,
+                       communicator: communicator, images: evaluationImages)
     }
-
-    /// Noise for evaluation batches is keyed far beyond any training step.
-    static let evaluationNoiseStep = 1 << 40
 
     /// Rank 0: the first images of the validation partition (or training, if there is none) above
     /// their reconstructions from mu, and decodings of fixed random latents; as PNG files named

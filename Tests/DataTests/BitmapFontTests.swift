@@ -16,19 +16,22 @@ private let white = RGB(255, 255, 255), black = RGB(0, 0, 0)
 /// Glyphs land where the font's table says, a column apart, lower case drawn as capitals; scale 2
 /// doubles every pixel.
 @Test func bitmapFontDrawsItsGlyphs() {
-    var image = RGBImage(width: 11, height: 5, background: white)
+    var image = RGBImage(width: 17, height: 7, background: white)
     BitmapFont.drawText("1.k", x: 0, y: 0, color: black, into: &image)
-    #expect(BitmapFont.width(of: "1.k") == 11)
+    #expect(BitmapFont.width(of: "1.k") == 17)
     #expect(picture(image, ink: black) == [
-        ".#......#.#",
-        "##......#.#",
-        ".#......##.",
-        ".#......#.#",
-        "###..#..#.#",
+        "..#.........#...#",
+        ".##.........#..#.",
+        "..#.........#.#..",
+        "..#.........##...",
+        "..#.........#.#..",
+        "..#....##...#..#.",
+        ".###...##...#...#",
     ])
-    var doubled = RGBImage(width: 6, height: 10, background: white)
-    BitmapFont.drawText("7", x: 0, y: 0, scale: 2, color: black, into: &doubled)
-    #expect(picture(doubled, ink: black) == ["######", "######"] + Array(repeating: "....##", count: 8))
+    var doubled = RGBImage(width: 10, height: 14, background: white)
+    BitmapFont.drawText("-", x: 0, y: 0, scale: 2, color: black, into: &doubled)
+    #expect(picture(doubled, ink: black) == Array(repeating: "..........", count: 6) + ["##########", "##########"]
+            + Array(repeating: "..........", count: 6))
 }
 
 /// A line covers both end points and one pixel per column along its longer side; pixels outside
