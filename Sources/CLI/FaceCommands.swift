@@ -49,7 +49,7 @@ private func imageIndex(_ id: Int, flag: String, in dataset: Dataset) throws -> 
 }
 
 /// The images of `partition` (train, valid, test, or all) of `dataset`, of which there must be some.
-private func partitionImages(_ partition: String, of dataset: Dataset) throws -> [Int32] {
+func partitionImages(_ partition: String, of dataset: Dataset) throws -> [Int32] {
     let images = dataset.indices(in: Partition(name: partition))
     guard !images.isEmpty else { throw ValidationError("\(dataset.path) has no images in partition \(partition)") }
     return images
@@ -82,7 +82,7 @@ private func drawDecoded(_ latents: [Float], model: VAE, columns: Int, rowLabels
 }
 
 /// Runs `body` on every rank of the job (or alone), ending it with one line on any error.
-private func runOnEveryRank(_ body: (Communicator) throws -> Void) {
+func runOnEveryRank(_ body: (Communicator) throws -> Void) {
     let communicator = Failure.joinJob()
     do {
         try body(communicator)

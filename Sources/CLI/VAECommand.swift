@@ -18,7 +18,7 @@ struct VAECommand: ParsableCommand {
             """,
         subcommands: [Synth.self, Prepare.self, Inspect.self, Train.self, Bench.self, Export.self, Import.self,
                       Encode.self, Decode.self, Reconstruct.self, Sample.self, Traverse.self, Attributes.self,
-                      Edit.self, Morph.self])
+                      Edit.self, Morph.self, Judge.self])
 
     /// Every error ends as one line on standard error (see Failure), not ArgumentParser's usage block.
     static func main() {

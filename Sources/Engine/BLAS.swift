@@ -10,6 +10,14 @@ func gemm(transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k:
                 Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
+/// Row-major double-precision GEMM, C[m,n] = op(A)[m,k] · op(B)[k,n] + beta · C, for the small
+/// Float64 fits outside the engine (the attribute judge's logistic regressions).
+public func doubleGEMM(transposeA: Bool = false, m: Int, n: Int, k: Int, _ a: UnsafePointer<Double>, lda: Int,
+                       _ b: UnsafePointer<Double>, ldb: Int, beta: Double, _ c: UnsafeMutablePointer<Double>, ldc: Int) {
+    cblas_dgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
 /// OpenBLAS' own thread pool. One thread per MPI rank and one rank per core is the fast layout.
 public enum BLAS {
     public static var threads: Int {

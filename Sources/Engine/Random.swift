@@ -14,7 +14,7 @@ public struct Philox: Sendable {
     }
 
     public enum Stream: UInt64, Sendable {
-        case initialization = 1, noise = 2, shuffle = 3, synthetic = 4, sampling = 5
+        case initialization = 1, noise = 2, shuffle = 3, synthetic = 4, sampling = 5, judging = 6
     }
 
     /// Four independent 32-bit words for the 128-bit counter (c0, c1, c2, c3).
