@@ -13,8 +13,6 @@ import VAETraining
 private let defaultColumns = 8
 /// `--dims auto` ranks the latent dimensions by their KL over at most this many images.
 private let automaticDimensionImages = 1000
-/// ... and shows this many of them.
-private let automaticDimensionCount = 8
 
 /// The MODEL argument and --data option of the commands that read images.
 struct ModelAndData: ParsableArguments {
@@ -225,13 +223,13 @@ struct Traverse: ParsableCommand {
         discussion: """
             Row d sets coordinate d of the image's mu to each of --steps values evenly spaced over \
             --range, holding the others; the dimension's number is written beside its row. \
-            --dims auto takes the \(automaticDimensionCount) dimensions with the largest KL from the \
-            prior, averaged over the first \(automaticDimensionImages) images of --partition (the \
-            dimensions the model uses most), largest first.
+            --dims auto takes the --count dimensions with the largest KL from the prior, averaged \
+            over the first \(automaticDimensionImages) images of --partition (the dimensions the \
+            model uses most), largest first.
 
             Examples:
               vae traverse runs/faces --data faces.vaeds --image 12 --dims 0,5,9 --out t.png
-              vae traverse runs/faces --data faces.vaeds --image 12 --dims auto --range -2,2 --out t.png
+              vae traverse runs/faces --data faces.vaeds --image 12 --dims auto --count 4 --range -2,2 --out t.png
             """)
 
     @OptionGroup var inputs: ModelAndData
@@ -248,6 +246,9 @@ struct Traverse: ParsableCommand {
     @Option(help: ArgumentHelp("Values per row.", valueName: "n"))
     var steps = 7
 
+    @Option(help: ArgumentHelp("With --dims auto: how many dimensions.", valueName: "n"))
+    var count = 8
+
     @Option(help: ArgumentHelp("With --dims auto: train, valid, test or all.", valueName: "partition"))
     var partition = "all"
 
@@ -257,6 +258,7 @@ struct Traverse: ParsableCommand {
     func validate() throws {
         try validatePartition(partition)
         guard steps >= 2 else { throw ValidationError("--steps \(steps): expected at least 2") }
+        guard count > 0 else { throw ValidationError("--count \(count): expected at least 1") }
         guard try parseNumbers(range, flag: "--range").count == 2 else { throw ValidationError("--range \(range): expected low,high") }
     }
 
@@ -269,7 +271,7 @@ struct Traverse: ParsableCommand {
             let codes = LatentSpace.encode(Array(try partitionImages(partition, of: dataset).prefix(automaticDimensionImages)),
                                            dataset: dataset, model: vae)
             let kl = LatentSpace.dimensionKL(means: codes.means, logVariances: codes.logVariances, latent: latent)
-            dimensions = LatentSpace.mostInformative(kl, count: automaticDimensionCount)
+            dimensions = LatentSpace.mostInformative(kl, count: count)
             print("dimensions by KL: " + dimensions.map { String(format: "%d (%.3f)", $0, kl[$0]) }.joined(separator: ", "))
         } else {
             dimensions = try dims.split(separator: ",", omittingEmptySubsequences: false).map {

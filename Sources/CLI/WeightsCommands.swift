@@ -121,12 +121,12 @@ struct Encode: ParsableCommand {
             file). Images are read as training reads them (bytes / 255, NHWC).
 
             Examples:
-              vae encode --model runs/faces --data f.vaeds --indices 0,5,9 --out codes.npy
-              vae encode --model m.safetensors --data f.vaeds --count 100 --partition valid \
+              vae encode runs/faces --data f.vaeds --indices 0,5,9 --out codes.npy
+              vae encode m.safetensors --data f.vaeds --count 100 --partition valid \
                          --out codes.npy
             """)
 
-    @Option(help: modelHelp)
+    @Argument(help: modelHelp)
     var model: String
 
     @Option(help: ArgumentHelp("Dataset file from 'vae prepare' or 'vae synth'.", valueName: "FILE.vaeds"))
@@ -201,10 +201,10 @@ struct Decode: ParsableCommand {
             --png also draws them as a grid, ceil(sqrt(N)) images wide.
 
             Example:
-              vae decode --model runs/faces --latents z.npy --out images.npy --png images.png
+              vae decode runs/faces --latents z.npy --out images.npy --png images.png
             """)
 
-    @Option(help: modelHelp)
+    @Argument(help: modelHelp)
     var model: String
 
     @Option(help: ArgumentHelp("Latent vectors, float32 (N, L).", valueName: "FILE.npy"))

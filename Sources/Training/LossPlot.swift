@@ -8,10 +8,10 @@ enum LossPlot {
     static let panelWidth = 400, panelHeight = 300
     static let width = 3 * panelWidth, height = panelHeight
 
-    private static let scale = 1
+    private static let scale = 2
     private static let lineHeight = BitmapFont.glyphHeight * scale
-    /// Room for the title and legend above a panel's plot area, and for the axis labels around it.
-    private static let top = 30, bottom = 26, left = 70, right = 16
+    /// Room for the title and, below it, the legend above a panel's plot area, and for the axis labels around it.
+    private static let top = 50, bottom = 26, left = 104, right = 16
     private static let background = RGB(255, 255, 255), ink = RGB(40, 40, 40), grid = RGB(225, 225, 225)
     private static let trainColor = RGB(31, 119, 180), validColor = RGB(255, 127, 14)
 
@@ -82,14 +82,14 @@ enum LossPlot {
         BitmapFont.drawText(stepLabel, x: plotRight - BitmapFont.width(of: stepLabel, scale: scale), y: plotBottom + 6,
                             scale: scale, color: ink, into: &image)
 
-        // Title on the left, legend on the right.
-        BitmapFont.drawText(title, x: plotLeft, y: 8, scale: scale, color: ink, into: &image)
+        // The title, and the legend on the right below it.
+        BitmapFont.drawText(title, x: plotLeft, y: 6, scale: scale, color: ink, into: &image)
         var legendX = plotRight
         for (name, color) in [("valid", validColor), ("train", trainColor)] {
             legendX -= BitmapFont.width(of: name, scale: scale)
-            BitmapFont.drawText(name, x: legendX, y: 8, scale: scale, color: color, into: &image)
+            BitmapFont.drawText(name, x: legendX, y: 26, scale: scale, color: color, into: &image)
             legendX -= 16
-            image.fillRectangle(x: legendX, y: 8, width: 10, height: lineHeight, color)
+            image.fillRectangle(x: legendX, y: 26, width: 10, height: lineHeight, color)
             legendX -= 16
         }
 
@@ -103,8 +103,9 @@ enum LossPlot {
         }
     }
 
-    /// Four significant digits at most, without an exponent for this model's ranges.
+    /// Three significant digits at most (eight characters at most), without an exponent for this
+    /// model's ranges.
     private static func formatValue(_ value: Double) -> String {
-        abs(value) >= 1000 ? String(format: "%.0f", value) : String(format: "%.4g", value)
+        abs(value) >= 1000 ? String(format: "%.0f", value) : String(format: "%.3g", value)
     }
 }

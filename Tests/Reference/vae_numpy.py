@@ -133,7 +133,7 @@ def main():
     model = NumPyVAE(tensors, config)
 
     indices = [0, 1, 2, 7]
-    run([vae, "encode", "--model", model_path, "--data", data_path, "--indices", ",".join(map(str, indices)),
+    run([vae, "encode", model_path, "--data", data_path, "--indices", ",".join(map(str, indices)),
          "--out", f"{work}/codes.npy"])
     codes = np.load(f"{work}/codes.npy")
     mu, logvar = model.encode(read_images(data_path, indices))
@@ -142,7 +142,7 @@ def main():
 
     latents = np.concatenate([np.random.default_rng(1).normal(size=(3, config["latent"])), mu]).astype(np.float32)
     np.save(f"{work}/latents.npy", latents)
-    run([vae, "decode", "--model", model_path, "--latents", f"{work}/latents.npy", "--out", f"{work}/images.npy"])
+    run([vae, "decode", model_path, "--latents", f"{work}/latents.npy", "--out", f"{work}/images.npy"])
     check("decoded images", np.load(f"{work}/images.npy"), model.decode(latents.astype(np.float64)))
 
     if len(sys.argv) > 5:

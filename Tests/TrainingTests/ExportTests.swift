@@ -168,20 +168,20 @@ let needsPythonWithNumPy = Testing.ConditionTrait.enabled(
             ("truncated", float32.dropLast(4), "truncated"),
             ("not-npy", Data("z".utf8), "not a NumPy .npy file"),
         ]
-        let missing = try runCommand(vaeBinary, ["decode", "--model", model, "--latents", scratch.file("none.npy"),
+        let missing = try runCommand(vaeBinary, ["decode", model, "--latents", scratch.file("none.npy"),
                                                  "--out", scratch.file("x.npy")])
         #expect(missing.status != 0 && missing.error.contains("none.npy: cannot read"), "\(missing.error)")
         for (name, bytes, expected) in cases {
             let latents = scratch.file("\(name).npy"), images = scratch.file("images-\(name).npy")
             try bytes.write(to: URL(fileURLWithPath: latents))
-            let result = try runCommand(vaeBinary, ["decode", "--model", model, "--latents", latents, "--out", images])
+            let result = try runCommand(vaeBinary, ["decode", model, "--latents", latents, "--out", images])
             let lines = result.error.split(separator: "\n")
             #expect(result.status != 0 && lines.count == 1 && lines[0].contains(expected), "\(name): \(result.error)")
             #expect(!FileManager.default.fileExists(atPath: images), "\(name): wrote \(images)")
         }
         let valid = scratch.file("valid.npy")
         try float32.write(to: URL(fileURLWithPath: valid))
-        let decoded = try vae(["decode", "--model", model, "--latents", valid, "--out", scratch.file("images.npy")])
+        let decoded = try vae(["decode", model, "--latents", valid, "--out", scratch.file("images.npy")])
         #expect(decoded.output.contains("shape (2, 16, 16, 3)"), "\(decoded.output)")
     }
 }

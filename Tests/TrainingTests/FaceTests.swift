@@ -123,7 +123,7 @@ private let sharedFaceRun = Result { try FaceRun() }
     }
 
     /// A row per dimension with "z0" and "z17" beside them (the labels' margin is in the width),
-    /// whose ends differ; --dims auto gives 8 rows.
+    /// whose ends differ; --dims auto gives 8 rows, or --count.
     @Test func traverseDrawsARowPerDimension() throws {
         let out = scratch.file("traverse.png"), auto = scratch.file("auto.png")
         try vae(["traverse", run, "--data", data, "--image", "3", "--dims", "0,17", "--range", "-3,3", "--steps", "7",
@@ -135,6 +135,8 @@ private let sharedFaceRun = Result { try FaceRun() }
         #expect(result.output.contains("dimensions by KL"))
         let size = try pngSize(auto)
         #expect(size.height == gridSize(rows: 8, columns: 7).height)
+        try vae(["traverse", run, "--data", data, "--image", "3", "--dims", "auto", "--count", "3", "--out", auto])
+        #expect(try pngSize(auto).height == gridSize(rows: 3, columns: 7).height)
     }
 
     /// One process and two MPI ranks give the same directions within 1e-5, and the same counts,
