@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import VAEData
 import VAEEngine
-import VAETraining
+@testable import VAETraining
 
 /// `vae judge` through the real binary, on synthetic faces, whose five attributes are known.
 @Suite(.timeLimit(.minutes(10))) struct JudgeTests {
@@ -22,6 +22,47 @@ import VAETraining
 
         /// The test's criterion for edits that do what they say.
         var editsWork: Bool { flip >= randomFlip + 0.3 && keep >= chanceKeep + 0.15 }
+    }
+
+    /// The judge's fit reaches the minimum of what it minimises: on 300 points of 12 features (and
+    /// the bias's 1) with labels from a noisy linear rule, 30% positive, the gradient of the
+    /// class-balanced log-loss plus (l2/2)·|w|², computed here in plain Float64 loops, is under a
+    /// thousandth of what it is at zero weights (measured: 4e-5 against 0.2) for each of two attributes.
+    @Test func fitReachesTheMinimum() throws {
+        let rows = 300, features = 12, columns = features + 1, attributes = 2
+        let random = Philox(seed: 3, stream: .sampling)
+        var values = [Float](repeating: 0, count: rows * columns + attributes * columns + rows)
+        random.fillNormal(&values, count: values.count, tag: 0, row: 0)
+        var x = (0..<(rows * columns)).map { Double(values[$0]) }
+        for i in 0..<rows { x[i * columns + features] = 1 }
+        let rule = values[(rows * columns)..<((rows + attributes) * columns)].map(Double.init)  // [attributes, columns]
+        let noise = values[((rows + attributes) * columns)...].map(Double.init)  // [rows]
+        var labels = [Int8](repeating: -1, count: rows * attributes)
+        for a in 0..<attributes {
+            let scores = (0..<rows).map { i in (0..<columns).map { x[i * columns + $0] * rule[a * columns + $0] }.reduce(0, +) }
+            let threshold = scores.sorted()[rows * 7 / 10]
+            for i in 0..<rows where scores[i] + 0.5 * noise[i] >= threshold { labels[i * attributes + a] = 1 }
+        }
+        let weights = try AttributeJudge.fit(x, rows: rows, columns: columns, labels: labels, names: ["A", "B"])
+
+        /// The objective's gradient for attribute a at `weights` ([columns, attributes]), in plain loops.
+        func gradient(_ weights: [Double], attribute a: Int) -> [Double] {
+            let positives = (0..<rows).filter { labels[$0 * attributes + a] > 0 }.count
+            var gradient = [Double](repeating: 0, count: columns)
+            for i in 0..<rows {
+                let has = labels[i * attributes + a] > 0
+                let share = 0.5 / Double(has ? positives : rows - positives)
+                let z = (0..<columns).map { x[i * columns + $0] * weights[$0 * attributes + a] }.reduce(0, +)
+                for j in 0..<columns { gradient[j] += share * (1 / (1 + exp(-z)) - (has ? 1 : 0)) * x[i * columns + j] }
+            }
+            for j in 0..<features { gradient[j] += AttributeJudge.l2 * weights[j * attributes + a] }
+            return gradient
+        }
+        for a in 0..<attributes {
+            let atStart = gradient([Double](repeating: 0, count: weights.count), attribute: a).map(abs).max()!
+            let atEnd = gradient(weights, attribute: a).map(abs).max()!
+            #expect(atStart > 0.05 && atEnd < 1e-3 * atStart, "attribute \(a): largest gradient \(atStart) at 0, \(atEnd) fitted")
+        }
     }
 
     /// A model trained for 300 steps at beta 0.1 on 1,000 faces of 32x32 (a few seconds in a release
