@@ -106,7 +106,7 @@ public final class Trainer {
         self.communicator = communicator
         // Everything that can fail on one rank and not another is checked here, in one agreement,
         // before any collective call that a failed rank would never join.
-        let (dataset, config) = try collectively(communicator) { () throws -> (Dataset, ModelConfig) in
+        let (dataset, config, trainingIndices) = try collectively(communicator) { () throws -> (Dataset, ModelConfig, [Int32]) in
             try options.validate(ranks: communicator.size)
             // One rank per machine hashes its copy of the file; the others learn the verdict here.
             let dataset = try Dataset(path: options.data, verifyChecksum: communicator.isFirstOnHost)
@@ -118,13 +118,14 @@ public final class Trainer {
             } catch {
                 throw TrainingError("\(options.data) has \(dataset.imageSize)x\(dataset.imageSize) images: \(error)")
             }
-            let training = dataset.indices(in: .train).count
-            guard training >= options.batch else {
-                throw TrainingError("\(options.data): \(training) training images, fewer than one batch of \(options.batch)")
+            let training = dataset.indices(in: .train)
+            guard training.count >= options.batch else {
+                throw TrainingError("\(options.data): \(training.count) training images, fewer than one batch of \(options.batch)")
             }
-            return (dataset, config)
+            return (dataset, config, training)
         }
-        try Trainer.verifySameDataset(dataset, path: options.data, communicator: communicator)
+        try Trainer.verifySameDataset(dataset, trainingImages: trainingIndices.count, path: options.data,
+                                      communicator: communicator)
         // Rank 0 alone reads the run directory: the checkpoint to resume from, and so the run's leaf.
         let (resumePoint, rootLeaf) = try collectively(communicator) { () throws -> (IntactCheckpoint?, Int) in
             guard communicator.isRoot else { return (nil, 0) }
@@ -137,7 +138,7 @@ public final class Trainer {
         self.resumePoint = resumePoint
         self.dataset = dataset
         self.config = config
-        trainingIndices = dataset.indices(in: .train)
+        self.trainingIndices = trainingIndices
         validationIndices = dataset.indices(in: .valid)
         stepsPerEpoch = trainingIndices.count / options.batch
         totalSteps = min(options.epochs * stepsPerEpoch, options.maxSteps ?? Int.max)
@@ -171,8 +172,8 @@ public final class Trainer {
     /// Ranks on other machines read their own copies of the dataset. A copy with other images
     /// would give its ranks other steps per epoch (so the ranks would wait in different collective
     /// calls) or other data: every rank compares the identity of its copy with all others'.
-    static func verifySameDataset(_ dataset: Dataset, path: String, communicator: Communicator) throws {
-        let identity = [dataset.checksum, UInt64(dataset.count), UInt64(dataset.indices(in: .train).count),
+    static func verifySameDataset(_ dataset: Dataset, trainingImages: Int, path: String, communicator: Communicator) throws {
+        let identity = [dataset.checksum, UInt64(dataset.count), UInt64(trainingImages),
                         UInt64(dataset.imageSize), UInt64(dataset.channels)]
         let identities = communicator.allgather(identity)
         guard identities.contains(where: { $0 != identity }) else { return }
@@ -346,8 +347,7 @@ public final class Trainer {
         let hashes = communicator.allgather(hash)
         let differing = hashes.indices.filter { hashes[$0] != hashes[0] }
         guard differing.isEmpty else {
-            throw TrainingError("step \(step): the parameters of rank(s) "
-                                + "\(differing.map(String.init).joined(separator: ", ")) differ from rank 0's; stopping",
+            throw TrainingError("step \(step): the parameters of \(describeRanks(differing)) differ from rank 0's; stopping",
                                 collective: true)
         }
     }

@@ -135,7 +135,7 @@ import Testing
                                     environment: mpirunEnvironment)
         #expect(result.status != 0)
         let errors = result.error.split(separator: "\n").filter { $0.contains("error:") }
-        #expect(errors.count == 1 && errors[0].contains("step 5: the parameters of rank(s) 1 differ from rank 0's"),
+        #expect(errors.count == 1 && errors[0].contains("step 5: the parameters of rank 1 differ from rank 0's"),
                 "stderr: \(result.error)")
     }
 
