@@ -32,7 +32,8 @@ private struct FaceRun: Sendable {
 
 private let sharedFaceRun = Result { try FaceRun() }
 
-/// The face commands (`vae reconstruct`, `sample`, `traverse`, `attributes`, `edit`, `morph`)
+/// The face commands (`vae reconstruct`, `sample`, `traverse`, `attributes`, `edit`, `morph`, and
+/// `judge`'s bad inputs)
 /// through the real binary, on the faces and run of FaceRun.
 @Suite(.timeLimit(.minutes(5))) struct FaceTests {
     /// This test's outputs.
@@ -204,6 +205,10 @@ private let sharedFaceRun = Result { try FaceRun() }
         (["traverse", "RUN", "--data", "DATA", "--image", "3", "--dims", "0,128"], "'128' is not a latent dimension from 0 to 127"),
         (["sample", "EMPTY"], "no checkpoint"),
         (["attributes", "EMPTY", "--data", "DATA"], "no checkpoint"),
+        (["judge", "RUN", "--data", "DATA", "--attribute", "Smile"],
+         "unknown attribute 'Smile'; the attributes are Blond_Hair, Eyeglasses, Male, Pale_Skin, Smiling"),
+        (["judge", "RUN", "--data", "DATA", "--partition", "train"], "--partition train: expected valid, test or heldout"),
+        (["judge", "EMPTY", "--data", "DATA"], "no checkpoint"),
     ])
     func badInputsGetOneLine(arguments: [String], message: String) throws {
         let empty = scratch.file("empty"), out = scratch.file("out.png")
