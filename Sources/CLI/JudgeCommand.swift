@@ -23,8 +23,8 @@ struct Judge: ParsableCommand {
               keep rate  the share of the other --attribute verdicts that stay those on the
                          reconstruction (no other attribute: '-').
             Each against a baseline:
-              random     the same faces moved as far (the direction's norm times --strength)
-                         along random directions, one per face, drawn from --seed;
+              random     the same faces moved as far (--strength × the direction's
+                         norm) along random directions, one per face, from --seed;
               chance     how often the verdicts on a face's reconstruction match those on
                          another's (the next held-out face), as if the edit swapped faces.
             An edit that does what it says flips far more often than the random move, and keeps \
@@ -32,8 +32,8 @@ struct Judge: ParsableCommand {
 
             Examples:
               vae judge runs/faces --data faces.vaeds
-              vae judge runs/celeba --data celeba.vaeds --attribute Smiling --attribute Eyeglasses \\
-                        --attribute Male --attribute Blond_Hair --strength 1.5 --out judge.json
+              vae judge runs/celeba --data celeba.vaeds --attribute Smiling \\
+                        --attribute Eyeglasses --strength 2 --out judge.json
             """)
 
     @OptionGroup var inputs: ModelAndData
