@@ -52,7 +52,8 @@ struct MultiHostTests {
 
     /// The images/s of a run's closing `done:` line.
     func imagesPerSecond(_ result: CommandResult) -> String {
-        result.output.split(separator: "\n").first { $0.contains("done: ") }.map(String.init) ?? "(no done line)"
+        result.output.split(separator: "\n").first { $0.contains("done: ") }.map { String($0[$0.range(of: "done: ")!.lowerBound...]) }
+            ?? "(no done line)"
     }
 
     /// 2 hosts x 1 rank at batch 64 and 2 hosts x 2 ranks at batch 128 (pieces of 32, leaves of the
@@ -87,5 +88,27 @@ struct MultiHostTests {
         #expect(unexpectedErrors(shaped).isEmpty, "stderr: \(shaped.error)")
         // The rates are reported, not asserted: the machine is shared.
         print("MultiHostTests: plain link \(imagesPerSecond(plain)); shaped link \(imagesPerSecond(shaped)); \(report)")
+    }
+}
+
+/// launch/slurm.sbatch on a real Slurm cluster of this one machine (launch/slurm-local.sh starts
+/// munge, slurmctld and slurmd for the test, and stops them). launch/slurm-check.sh does the work:
+/// a 2-task batch job writes the same checkpoint bytes as launch/train.sh with 2 ranks, and a job
+/// stopped by `scancel --signal=TERM` after step 3 checkpoints, requeues itself, resumes and ends
+/// with those bytes too. slurmd starts jobs as their users, so it needs root: elsewhere the test is
+/// skipped, saying so.
+@Suite(.serialized, .timeLimit(.minutes(20)),
+       .enabled(if: getuid() == 0, "launch/slurm-local.sh needs root (slurmd runs jobs as their users)"))
+struct SlurmTests {
+    @Test func batchJobTrainsLikeTrainShAndResumesAfterTERM() throws {
+        let script = URL(fileURLWithPath: trainScript).deletingLastPathComponent().appendingPathComponent("slurm-check.sh").path
+        // 8 steps of 256 images: 5 to go after the stop, so the job cannot finish before it.
+        let result = try runCommand(script, [MPITests.dataset.path, "8"], environment: ["VAE_BINARY": vaeBinary],
+                                    timeLimit: 900)
+        #expect(result.status == 0, "stdout: \(result.output)\nstderr: \(result.error)")
+        let lines = result.output.split(separator: "\n").filter { $0.hasPrefix("slurm-check: ") }
+        #expect(lines.count == 4, "\(result.output)")
+        #expect(lines.last?.contains("stopped, requeued, resumed: the same checkpoint-00000008.bin bytes") == true, "\(result.output)")
+        print(lines.joined(separator: "\n"))
     }
 }
