@@ -18,7 +18,7 @@ trap 'rm -f "$results"' EXIT
 bench=("$vae" bench --threads 1 --steps 3 --warmup 1 --repeats 1)
 
 # "allreduce of 4.6 MB of gradients: 0.42 ms; ..." -> 0.42
-allreduce_ms() { awk '/^allreduce of/ {sub(":", "", $6); print $6}'; }
+allreduce_ms() { awk '/^allreduce of/ {print $7}'; }
 links=(shared-memory tcp-one-host netns netns-25gbit netns-10gbit netns-1gbit)
 measure_link() {
     local shape=()
