@@ -70,14 +70,7 @@ teardown() {
     rm -rf "$run_dir"
 }
 trap teardown EXIT
-# A signal ends the command (its process group) and then this script, through the EXIT trap.
-stop() {
-    trap '' INT TERM HUP
-    [ -n "${command_pid:-}" ] && kill -TERM -- "-$command_pid" 2>/dev/null
-    [ -n "${command_pid:-}" ] && wait "$command_pid" 2>/dev/null
-    exit 143
-}
-trap stop INT TERM HUP
+source "$(dirname "$0")/command-group.sh"
 
 # One free /24 of 198.18.0.0/15, chosen and claimed (by the bridge's address) under a lock, so that
 # two runs started together never take the same subnet.
@@ -182,12 +175,7 @@ export OMPI_MCA_plm_rsh_no_tree_spawn=1 OMPI_MCA_btl=tcp,self
 export OMPI_MCA_btl_tcp_if_include="$subnet_mask" OMPI_MCA_oob_tcp_if_include="$subnet_mask"
 export OMPI_MCA_hwloc_base_binding_policy=none
 echo "netns-hosts: $hosts host(s) ${addresses[*]} on $subnet_mask, $slots slot(s) each" >&2
-# The command runs in a process group of its own, so that a signal here can end all of it.
-set +e
-setsid "$@" &
-command_pid=$!
-wait "$command_pid"
-status=$?
+run_command "$@"
 # What the shaping did, so that a run can show its link was really slowed: packets dropped (both
 # directions) and the times tbf held a packet back for the rate (both directions).
 for shape in "${shapes[@]}"; do
@@ -197,4 +185,4 @@ for shape in "${shapes[@]}"; do
         | awk '/overlimits/ {for (i = 1; i < NF; i++) if ($i == "overlimits") n += $(i + 1)} END {print n + 0}')
     echo "netns-hosts: host $host ($shape): $dropped packets dropped, $throttled held back for the rate" >&2
 done
-exit "$status"
+exit "$command_status"

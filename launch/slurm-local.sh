@@ -39,13 +39,7 @@ teardown() {
     rm -rf "$dir"
 }
 trap teardown EXIT
-stop() {
-    trap '' INT TERM HUP
-    [ -n "${command_pid:-}" ] && kill -TERM -- "-$command_pid" 2>/dev/null
-    [ -n "${command_pid:-}" ] && wait "$command_pid" 2>/dev/null
-    exit 143
-}
-trap stop INT TERM HUP
+source "$(dirname "$0")/command-group.sh"
 
 # A daemon started in the foreground (-F / -D) and in the background here, so that its pid is ours.
 start() { "$@" >>"$dir/daemons.log" 2>&1 & daemons+=($!); }
@@ -114,9 +108,5 @@ done
 ((ready)) || { echo "slurm-local: the node did not become idle; the daemons said:" >&2; tail -n 5 "$dir"/*.log >&2; exit 1; }
 echo "slurm-local: cluster up: node $node ($hardware), partition local, $dir" >&2
 
-set +e
-setsid "$@" &
-command_pid=$!
-wait "$command_pid"
-status=$?
-exit "$status"
+run_command "$@"
+exit "$command_status"
