@@ -19,8 +19,8 @@
 # `--bind-to core` would put every host's first rank on core 0, since each believes it owns all
 # cores). It also sees NETNS_HOSTFILE and NETNS_HOSTS (the hosts' addresses). Example:
 #
-#   launch/netns-hosts.sh --hosts 2 --slots 1 -- \
-#       launch/train.sh --ranks 2 --no-bind -- --data faces.vaeds --out runs/faces
+#   launch/netns-hosts.sh --hosts 2 --slots 2 -- sh -c \
+#       'launch/train.sh --hostfile "$NETNS_HOSTFILE" --no-bind -- --data faces.vaeds --out runs/faces --batch 128'
 #
 # Addresses: only 198.18.0.0/15 (reserved for benchmarking, RFC 2544), one free /24 per run; nothing
 # is routed anywhere else. Names carry a random id, so concurrent runs do not meet. Everything is
