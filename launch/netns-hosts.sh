@@ -25,7 +25,7 @@
 # Addresses: only 198.18.0.0/15 (reserved for benchmarking, RFC 2544), one free /24 per run; nothing
 # is routed anywhere else. Names carry a random id, so concurrent runs do not meet. Everything is
 # torn down when the command ends, fails, or this script gets INT, TERM or HUP.
-# Needs root (or CAP_NET_ADMIN and CAP_SYS_ADMIN), iproute2, and nftables for loss=. Where the
+# Needs root, iproute2, and nftables for loss= (launch/setup.sh installs both). Where the
 # sandbox forbids namespaces it prints one line saying why and exits 77 (the tests then skip).
 set -euo pipefail
 
