@@ -87,13 +87,39 @@ final class Watchdog {
         listenForQuestion()
     }
 
-    /// Asks the others where they are, prints the line and ends the job. Of several ranks waiting
-    /// in the same call, the lowest speaks; the others give it a timeout more to do so.
+    /// Prints the line and ends the job. Of several ranks waiting in the same call, the lowest
+    /// speaks; the others give it a timeout more to do so (its abort ends them).
     private func giveUp(what: String, waited: Double, timeout: Double, communicator: Communicator) -> Never {
+        let (here, elsewhere, missing) = whereAreTheOthers(communicator: communicator)
+        if let speaker = here.min(), speaker < communicator.rank {
+            let patience = Watchdog.now()
+            while Watchdog.now() - patience < timeout {
+                answerQuestions()
+                usleep(1_000)
+            }
+        }
+        func named(_ ranks: [Int]) -> String {
+            describeRanks(ranks) + " on " + Set(ranks.map { communicator.hosts[$0] }).sorted().joined(separator: ", ")
+        }
+        var absent: [String] = []
+        if !missing.isEmpty { absent.append(named(missing) + " did not arrive (stopped, hung or lost)") }
+        if !elsewhere.isEmpty { absent.append(named(elsewhere) + " wait in another collective call") }
+        let line = "rank \(communicator.rank) on \(communicator.hosts[communicator.rank]): error: "
+            + (step.map { "step \($0): " } ?? "before training: ")
+            + String(format: "waited %.1f s for %@ (--timeout %g); ", waited, what, timeout)
+            + (absent.isEmpty ? "every rank answered, the call did not complete" : absent.joined(separator: "; "))
+            + "; aborting the job, the checkpoints are as they were (continue with --resume)\n"
+        _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
+        MPI_Abort(vae_mpi_comm_world(), 1)
+        exit(1)
+    }
+
+    /// Asks every other rank which collective call it waits in, and waits up to `answerSeconds`
+    /// for the answers: the ranks in this call, those in another, and those that did not answer.
+    private func whereAreTheOthers(communicator: Communicator) -> (here: [Int], elsewhere: [Int], missing: [Int]) {
         let others = (0..<communicator.size).filter { $0 != communicator.rank }
         let replies = UnsafeMutablePointer<Int64>.allocate(capacity: communicator.size)
         var receives = [MPI_Request?](repeating: nil, count: communicator.size)
-        questionBuffer.pointee = started
         for rank in others {
             MPI_Irecv(replies + rank, 1, vae_mpi_int64(), Int32(rank), Watchdog.answerTag, vae_mpi_comm_world(), &receives[rank])
             var sent: MPI_Request?
@@ -111,31 +137,9 @@ final class Watchdog {
             answerQuestions()
             usleep(1_000)
         }
-        let here = answered.filter { replies[$0] == started }
-        let elsewhere = answered.subtracting(here).sorted()
-        let missing = others.filter { !answered.contains($0) }
-        if let speaker = here.min(), speaker < communicator.rank {
-            let patience = Watchdog.now()
-            while Watchdog.now() - patience < timeout {
-                answerQuestions()
-                usleep(1_000)
-            }
-        }
-        func named(_ ranks: [Int]) -> String {
-            let hosts = Set(ranks.map { communicator.hosts[$0] }).sorted().joined(separator: ", ")
-            return describeRanks(ranks) + " on " + hosts
-        }
-        var line = "rank \(communicator.rank) on \(communicator.hosts[communicator.rank]): error: "
-            + (step.map { "step \($0): " } ?? "before training: ")
-            + String(format: "waited %.1f s for %@ (--timeout %g); ", waited, what, timeout)
-        var absent: [String] = []
-        if !missing.isEmpty { absent.append(named(missing) + " did not arrive (stopped, hung or lost)") }
-        if !elsewhere.isEmpty { absent.append(named(elsewhere) + " wait in another collective call") }
-        line += absent.isEmpty ? "every rank answered, the call did not complete" : absent.joined(separator: "; ")
-        line += "; aborting the job, the checkpoints are as they were (continue with --resume)\n"
-        _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
-        MPI_Abort(vae_mpi_comm_world(), 1)
-        exit(1)
+        // Receives still pending are left to the abort that follows, and so is their buffer (never freed).
+        let here = answered.filter { replies[$0] == started }.sorted()
+        return (here, answered.subtracting(here).sorted(), others.filter { !answered.contains($0) })
     }
 }
 
