@@ -119,7 +119,9 @@ filter_mpirun_errors() {
         }
         /^-+$/ { dashes = $0; if (inside) finish_banner(); else banner = ""; inside = !inside; next }
         inside { banner = banner $0 "\n"; next }
-        /more process(es)? ha(s|ve) sent help message|orte_base_help_aggregate|ORTE_ERROR_LOG: Data unpack would read past end of buffer/ { next }
+        # Noise: help-message counts, and what a rank or mpirun says when a peer vanishes mid-transfer.
+        /more process(es)? ha(s|ve) sent help message|orte_base_help_aggregate/ { next }
+        /ORTE_ERROR_LOG: Data unpack would read past end of buffer|\] Read -1, expected [0-9]+, errno = [0-9]+$/ { next }
         { print; fflush() }'
 }
 
