@@ -69,9 +69,10 @@ if [ -z "$hostfile" ] && ((ranks * threads > cores)); then
     echo "train.sh: warning: $ranks ranks x $threads threads exceeds the $cores cores here; expect a large slowdown" >&2
 fi
 
-# --quiet keeps mpirun's own banners ("N processes exited with non-zero status", MPI_ABORT notes)
-# out of the way: vae prints one line saying what went wrong, and mpirun still exits non-zero.
-args=(--quiet -np "$ranks" -x "OPENBLAS_NUM_THREADS=1" -x "VAE_PROGRESS=$([ -t 1 ] && echo bar || echo lines)")
+# mpirun's own banners ("N processes exited with non-zero status", MPI_ABORT notes) are filtered
+# out of its standard error below (vae prints one line saying what went wrong, and mpirun still
+# exits non-zero); not with --quiet, which would also silence the one that names a lost rank.
+args=(-np "$ranks" -x "OPENBLAS_NUM_THREADS=1" -x "VAE_PROGRESS=$([ -t 1 ] && echo bar || echo lines)")
 [ "$(id -u)" -eq 0 ] && args+=(--allow-run-as-root)
 [ -n "$hostfile" ] && args+=(--hostfile "$hostfile")
 ((tcp)) && args+=(--mca btl tcp,self)
@@ -99,11 +100,41 @@ forward_stop() {
         kill -TERM "$mpirun" 2>/dev/null || true
     fi
 }
+# mpirun's standard error, line by line: its banners between lines of dashes go, except the one
+# that says a rank died, which becomes one line naming the rank, its host and how to continue;
+# everything else (vae's own lines) passes through.
+filter_mpirun_errors() {
+    awk -v again="$VAE_CONTINUE_COMMAND" '
+        function finish_banner() {
+            if (match(banner, /process rank [0-9]+ with PID [0-9]+ on node [^ ]+ exited on signal [0-9]+ \([^)]*\)/)) {
+                split(substr(banner, RSTART, RLENGTH), w, " ")
+                how = substr(banner, RSTART, RLENGTH); sub(/.*exited on /, "", how)
+                if (again !~ / --resume( |$)/) again = again " --resume"
+                print "train.sh: error: rank " w[3] " on host " w[9] " was lost: it died of " how ", so the job ended; " \
+                      "continue from the last checkpoint with: " again
+            } else if (banner !~ /Primary job +terminated normally|exited with non-zero status|MPI_ABORT was invoked/) {
+                printf "%s\n%s%s\n", dashes, banner, dashes
+            }
+            fflush()
+        }
+        /^-+$/ { dashes = $0; if (inside) finish_banner(); else banner = ""; inside = !inside; next }
+        inside { banner = banner $0 "\n"; next }
+        # Noise: help-message counts, and what a rank or mpirun says when a peer vanishes mid-transfer.
+        /more process(es)? ha(s|ve) sent help message|orte_base_help_aggregate/ { next }
+        /ORTE_ERROR_LOG: Data unpack would read past end of buffer|\] Read -1, expected [0-9]+, errno = [0-9]+$/ { next }
+        { print; fflush() }'
+}
+
 trap forward_stop TERM INT USR1
-setsid mpirun "${args[@]}" "$vae" train --threads "$threads" "$@" </dev/null &
+# The filter ignores the signals meant for mpirun, so that it outlives mpirun and reads it all.
+exec 3> >(trap '' TERM INT USR1; filter_mpirun_errors >&2)
+filter=$!
+setsid mpirun "${args[@]}" "$vae" train --threads "$threads" "$@" </dev/null 2>&3 &
 mpirun=$!
+exec 3>&-
 # A trapped signal interrupts wait; wait again until mpirun is gone, then take its status.
 while kill -0 "$mpirun" 2>/dev/null; do wait "$mpirun" || true; done
 status=0
 wait "$mpirun" || status=$?
+while kill -0 "$filter" 2>/dev/null; do wait "$filter" || true; done
 exit "$status"

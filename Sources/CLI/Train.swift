@@ -105,8 +105,19 @@ struct Train: ParsableCommand {
         """, valueName: "n"))
     var sampleEvery: Int?
 
+    @Option(help: ArgumentHelp("""
+        Seconds a rank waits in one collective call (the gradient allreduce, a check) before it \
+        prints one line naming the ranks that did not arrive and aborts the job with a non-zero \
+        status; 0: wait forever. The default is hundreds of times a step at --batch 64.
+        """, valueName: "seconds"))
+    var timeout = Train.defaultTimeout
+
+    static let defaultTimeout = 300.0
+
     func run() throws {
         let communicator = Failure.joinJob()
+        // Before the first collective call; a bad value is refused in it, on every rank alike.
+        communicator.timeout = timeout.isFinite && timeout > 0 ? timeout : nil
         do {
             // Every argument is checked on every rank before any other MPI work, and the ranks
             // agree on the outcome: a bad flag ends the job with one line, not one per rank.
@@ -141,6 +152,9 @@ struct Train: ParsableCommand {
     private func validatedInputs(ranks: Int) throws -> (ModelConfig, TrainingOptions) {
         for (name, value) in [("--threads", threads), ("--blas-threads", blasThreads)] where value ?? 1 <= 0 {
             throw ValidationError("\(name) must be positive, got \(value!)")
+        }
+        guard timeout.isFinite && timeout >= 0 else {
+            throw ValidationError("--timeout must be 0 (no limit) or a positive number of seconds, got \(timeout)")
         }
         var options = TrainingOptions(data: data, runDirectory: out)
         options.epochs = epochs

@@ -24,7 +24,7 @@ public func collectively<T>(_ communicator: Communicator, _ body: () throws -> T
     if case .failure(let error) = result { message = "\(error)" } else { message = nil }
     // A nonzero fingerprint of the message, 0 for success.
     let fingerprint = message.map { text in Array(text.utf8).withUnsafeBytes { xxHash64($0) } | 1 } ?? 0
-    let fingerprints = communicator.allgather(fingerprint)
+    let fingerprints = communicator.allgather(fingerprint, what: "the ranks' agreement on errors")
     let failed = fingerprints.indices.filter { fingerprints[$0] != 0 }
     guard !failed.isEmpty else { return try result.get() }
     guard let message else { throw AgreedFailure(line: nil) }

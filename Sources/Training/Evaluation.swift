@@ -28,6 +28,6 @@ public func evaluationLoss(model: VAE, dataset: Dataset, indices: [Int32], batch
         batchNumber += 1
     }
     var sums = [local.reconstruction, local.kl, Double(local.images)]
-    communicator.allreduceSum(&sums, count: 3)
+    communicator.allreduceSum(&sums, count: 3, what: "the validation loss")
     return LossSums(reconstruction: sums[0], kl: sums[1], images: Int(sums[2]))
 }

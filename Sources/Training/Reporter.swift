@@ -67,16 +67,26 @@ final class Reporter {
         return lines.count - kept.count
     }
 
-    /// After step `step` (1-based count of completed steps) with the global batch's loss.
-    func stepFinished(step: Int, images: Int, loss: LossSums, beta: Float) {
+    /// Whether step `step` (steps done) gets a metrics line.
+    static func isLogged(step: Int, logEvery: Int, totalSteps: Int) -> Bool {
+        step % logEvery == 0 || step == totalSteps
+    }
+
+    /// The ranks' compute times of the last logged interval, shown while there are several ranks.
+    private var compute: ComputeSpread?
+
+    /// After step `step` (1-based count of completed steps) with the global batch's loss, and at
+    /// logged steps the ranks' compute times of the interval (`Stragglers`).
+    func stepFinished(step: Int, images: Int, loss: LossSums, beta: Float, compute: ComputeSpread?) {
         let now = monotonicSeconds()
-        let isLogged = step % logEvery == 0 || step == totalSteps
-        if isLogged {
+        if let compute, compute.secondsPerStep.count > 1 { self.compute = compute }
+        if Reporter.isLogged(step: step, logEvery: logEvery, totalSteps: totalSteps) {
             let rate = Double(images - windowStart.images) / max(now - windowStart.seconds, 1e-9)
             windowStart = (images, now)
             let means = loss.means(beta: beta)
             record(["step": step, "epoch": epoch(of: step), "images": images, "loss": means.loss,
-                    "recon": means.reconstruction, "kl": means.kl, "images_per_s": rate, "seconds": now - start])
+                    "recon": means.reconstruction, "kl": means.kl, "images_per_s": rate, "seconds": now - start]
+                .merging(compute?.fields ?? [:]) { $1 })
             tensorBoard?.scalars(["train/loss": means.loss, "train/recon": means.reconstruction, "train/kl": means.kl,
                                   "train/images_per_s": rate], step: step)
             if !interactive { print(line(step: step, rate: rate, loss: loss, beta: beta, now: now)) }
@@ -135,7 +145,7 @@ final class Reporter {
         let remaining = Double(totalSteps - step) * (now - start) / Double(max(step - firstStep, 1))
         return String(format: "epoch %d/%d [%@] step %d/%d  %.0f img/s  loss %.2f (recon %.2f, KL %.2f)  ETA %@",
                       epoch(of: step), epochs, bar, stepInEpoch, stepsThisEpoch, rate, means.loss,
-                      means.reconstruction, means.kl, formatDuration(remaining))
+                      means.reconstruction, means.kl, formatDuration(remaining)) + (compute.map { "  " + $0.brief } ?? "")
     }
 
     private func record(_ fields: [String: Any]) {

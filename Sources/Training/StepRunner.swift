@@ -27,6 +27,8 @@ public final class StepRunner {
     private let tree: GradientTree
     /// Seconds spent in the allreduce, summed over steps (for the communication share).
     public private(set) var reduceSeconds = 0.0
+    /// Seconds this rank spent computing its piece's gradients, summed over steps (for `Stragglers`).
+    public private(set) var computeSeconds = 0.0
 
     /// Whether any rank voted to stop after the last step.
     public private(set) var stopAgreed = false
@@ -98,6 +100,8 @@ public final class StepRunner {
     public func run(images: UnsafePointer<Float>, count: Int, firstPosition: Int, step: Int,
                     voteToStop: Bool = false) throws -> LossSums {
         let parameters = model.parameters
+        communicator.step = step + 1
+        let computeStart = monotonicSeconds()
         tree.sum(0..<count) { leaf, model in
             model.drawNoise(seed: seed, step: step, firstPosition: firstPosition + leaf.lowerBound, batch: leaf.count)
             let sums = model.loss(images + leaf.lowerBound * model.config.imageValues, batch: leaf.count,
@@ -110,8 +114,10 @@ public final class StepRunner {
         }
 
         let start = monotonicSeconds()
+        computeSeconds += start - computeStart
         parameters.gradients.pointer[parameters.count + 3] = voteToStop ? 1 : 0
-        communicator.allreduceSum(parameters.gradients.pointer, count: parameters.count + StepRunner.tailSlots)
+        communicator.allreduceSum(parameters.gradients.pointer, count: parameters.count + StepRunner.tailSlots,
+                                  what: "the gradient allreduce")
         reduceSeconds += monotonicSeconds() - start
 
         let tail = parameters.gradients.pointer + parameters.count

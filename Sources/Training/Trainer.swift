@@ -227,13 +227,16 @@ public final class Trainer {
         var lastLoss = LossSums(), validation: LossSums?
         let loopStart = monotonicSeconds()
         let reduceStart = runner.reduceSeconds
+        let stragglers = Stragglers(communicator: communicator, logEvery: options.logEvery, totalSteps: totalSteps,
+                                    firstStep: startStep)
         var done = startStep
         while done < totalSteps {
             let batch = loader.next()
             lastLoss = try runner.run(images: batch.images, count: batch.count, firstPosition: batch.offsetInGlobalBatch,
                                       step: done, voteToStop: StopSignals.requested)
             done += 1
-            reporter?.stepFinished(step: done, images: done * options.batch, loss: lastLoss, beta: config.beta)
+            let compute = stragglers.afterStep(done, computeSeconds: runner.computeSeconds)
+            reporter?.stepFinished(step: done, images: done * options.batch, loss: lastLoss, beta: config.beta, compute: compute)
             if done % options.checkEvery == 0 { try verifyRanksAgree(step: done) }
             let epochEnded = done % stepsPerEpoch == 0 || done == totalSteps
             if epochEnded {
@@ -248,6 +251,7 @@ public final class Trainer {
             if runner.stopAgreed { break }
         }
         try verifyRanksAgree(step: done)
+        let compute = stragglers.wholeRun(step: done, computeSeconds: runner.computeSeconds)
         let seconds = max(monotonicSeconds() - loopStart, 1e-9)
         let summary = TrainingSummary(
             steps: done, stopped: done < totalSteps, lastLoss: lastLoss, validation: validation,
@@ -260,6 +264,7 @@ public final class Trainer {
         reporter?.message(String(format: "%@: %d steps, %.0f images/s; waiting for data %.1f%%, allreduce %.1f%% of the time",
                                   summary.stopped ? "stopped" : "done", done - startStep, summary.imagesPerSecond,
                                   100 * summary.dataWaitShare, 100 * summary.allreduceShare))
+        if communicator.size > 1 { reporter?.message(compute.summary) }
         return summary
     }
 
@@ -326,7 +331,7 @@ public final class Trainer {
         }
         let count = model.parameters.count
         for buffer in Checkpoint.stateBuffers(model: model, optimizer: optimizer) {
-            communicator.broadcast(buffer.pointer, bytes: count * MemoryLayout<Float>.size)
+            communicator.broadcast(buffer.pointer, bytes: count * MemoryLayout<Float>.size, what: "the start state from rank 0")
         }
         communicator.broadcast(&step, bytes: MemoryLayout<Int>.size)
         optimizer.restore(step: step)
@@ -344,7 +349,7 @@ public final class Trainer {
     private func verifyRanksAgree(step: Int) throws {
         let values = model.parameters.values
         let hash = xxHash64(UnsafeRawBufferPointer(start: values.pointer, count: values.count * MemoryLayout<Float>.size))
-        let hashes = communicator.allgather(hash)
+        let hashes = communicator.allgather(hash, what: "the check that the ranks' parameters agree")
         let differing = hashes.indices.filter { hashes[$0] != hashes[0] }
         guard differing.isEmpty else {
             throw TrainingError("step \(step): the parameters of \(describeRanks(differing)) differ from rank 0's; stopping",

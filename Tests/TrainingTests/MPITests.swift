@@ -179,6 +179,7 @@ import Testing
         (["--threads", "0"], "--threads must be positive"),
         (["--lr", "0"], "--lr must be a positive number"),
         (["--keep", "0"], "--keep must be positive"),
+        (["--timeout=-1"], "--timeout must be 0 (no limit) or a positive number of seconds, got -1.0"),
         (["--latnet", "3"], "Unknown option '--latnet'"),
         (["--leaf", "3"], "--leaf must be a power of two from 1 to 32, got 3"),
         (["--leaf", "64"], "--leaf must be a power of two from 1 to 32, got 64"),

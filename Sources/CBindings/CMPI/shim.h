@@ -9,3 +9,5 @@ static inline MPI_Datatype vae_mpi_uint64(void) { return MPI_UINT64_T; }
 static inline MPI_Datatype vae_mpi_byte(void) { return MPI_BYTE; }
 static inline MPI_Op vae_mpi_sum(void) { return MPI_SUM; }
 static inline void *vae_mpi_in_place(void) { return MPI_IN_PLACE; }
+static inline MPI_Status *vae_mpi_status_ignore(void) { return MPI_STATUS_IGNORE; }
+static inline MPI_Datatype vae_mpi_int64(void) { return MPI_INT64_T; }
