@@ -17,7 +17,9 @@
 # variables): the hostfile, the launch agent, `btl tcp,self` and the bridge's subnet for both MPI
 # and Open MPI's own out-of-band traffic, and no binding (each host's cores are set by the agent;
 # `--bind-to core` would put every host's first rank on core 0, since each believes it owns all
-# cores). It also sees NETNS_HOSTFILE and NETNS_HOSTS (the hosts' addresses). Example:
+# cores). It also sees NETNS_HOSTFILE, NETNS_HOSTS (the hosts' addresses) and NETNS_LINKS (each
+# host's end of its link on the bridge, in this namespace: `ip link set WORD down` cuts that host
+# off, as a pulled cable would; the opening line names them too). Example:
 #
 #   launch/netns-hosts.sh --hosts 2 --slots 2 -- sh -c \
 #       'launch/train.sh --hostfile "$NETNS_HOSTFILE" --no-bind -- --data faces.vaeds --out runs/faces --batch 128'
@@ -36,7 +38,7 @@ while (($#)); do
         --slots) slots="$2"; shift 2 ;;
         --shape) shapes+=("$2"); shift 2 ;;
         --) shift; break ;;
-        -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "netns-hosts: unknown option $1 (the command goes after --)" >&2; exit 2 ;;
     esac
 done
@@ -93,7 +95,7 @@ ip link set "$id" up
 cores=$(nproc)
 : >"$run_dir/hostfile"
 agent_cases=""
-addresses=()
+addresses=() links=()
 for ((host = 1; host <= hosts; host++)); do
     ns=$(namespace "$host") address="$subnet.$((host + 1))"
     ((host == 1)) || ip netns add "$ns"
@@ -115,7 +117,7 @@ for ((host = 1; host <= hosts; host++)); do
     echo "$address slots=$slots" >>"$run_dir/hostfile"
     # Its own host name too (a UTS namespace), so that MPI_Get_processor_name tells the hosts apart.
     agent_cases+="    $address) exec ip netns exec $ns unshare --uts taskset -c $first-$last sh -c \"hostname host$host; \$*\" ;;"$'\n'
-    addresses+=("$address")
+    addresses+=("$address") links+=("${id}h$host")
 done
 
 # Open MPI's rsh launcher runs `AGENT HOST COMMAND...` to start its daemon (orted) on HOST; the
@@ -169,12 +171,12 @@ EOF
 done
 
 subnet_mask="$subnet.0/24"
-export NETNS_HOSTFILE="$run_dir/hostfile" NETNS_HOSTS="${addresses[*]}"
+export NETNS_HOSTFILE="$run_dir/hostfile" NETNS_HOSTS="${addresses[*]}" NETNS_LINKS="${links[*]}"
 export OMPI_MCA_orte_default_hostfile="$run_dir/hostfile" OMPI_MCA_plm_rsh_agent="$run_dir/agent"
 export OMPI_MCA_plm_rsh_no_tree_spawn=1 OMPI_MCA_btl=tcp,self
 export OMPI_MCA_btl_tcp_if_include="$subnet_mask" OMPI_MCA_oob_tcp_if_include="$subnet_mask"
 export OMPI_MCA_hwloc_base_binding_policy=none
-echo "netns-hosts: $hosts host(s) ${addresses[*]} on $subnet_mask, $slots slot(s) each" >&2
+echo "netns-hosts: $hosts host(s) ${addresses[*]} on $subnet_mask, $slots slot(s) each, links ${links[*]}" >&2
 run_command "$@"
 # What the shaping did, so that a run can show its link was really slowed: packets dropped (both
 # directions) and the times tbf held a packet back for the rate (both directions).

@@ -74,7 +74,12 @@ fi
 # exits non-zero); not with --quiet, which would also silence the one that names a lost rank.
 args=(-np "$ranks" -x "OPENBLAS_NUM_THREADS=1" -x "VAE_PROGRESS=$([ -t 1 ] && echo bar || echo lines)")
 [ "$(id -u)" -eq 0 ] && args+=(--allow-run-as-root)
-[ -n "$hostfile" ] && args+=(--hostfile "$hostfile")
+if [ -n "$hostfile" ]; then
+    # A host that drops off the network (power, cable, switch) is noticed by mpirun's keepalives to
+    # its daemon there after about 10 + 2 x 5 seconds, instead of Open MPI's default 300 + 20 x 9.
+    args+=(--hostfile "$hostfile" --mca oob_tcp_keepalive_time 10 --mca oob_tcp_keepalive_intvl 2
+           --mca oob_tcp_keepalive_probes 5)
+fi
 ((tcp)) && args+=(--mca btl tcp,self)
 if [ -z "$hostfile" ] && ((ranks * threads > cores)); then
     args+=(--oversubscribe --bind-to none)
@@ -104,14 +109,22 @@ forward_stop() {
 # that says a rank died, which becomes one line naming the rank, its host and how to continue;
 # everything else (vae's own lines) passes through.
 filter_mpirun_errors() {
-    awk -v again="$VAE_CONTINUE_COMMAND" '
+    # mawk (Debian's awk) reads a pipe in blocks: without -W interactive it would hold vae's lines
+    # until mpirun ends, and a job that hangs in its end (a lost host) would never show them.
+    local line_by_line=()
+    awk -W version 2>/dev/null | grep -q mawk && line_by_line=(-W interactive)
+    awk "${line_by_line[@]}" -v again="$VAE_CONTINUE_COMMAND" '
+        BEGIN { if (again !~ / --resume( |$)/) again = again " --resume" }
         function finish_banner() {
             if (match(banner, /process rank [0-9]+ with PID [0-9]+ on node [^ ]+ exited on signal [0-9]+ \([^)]*\)/)) {
                 split(substr(banner, RSTART, RLENGTH), w, " ")
                 how = substr(banner, RSTART, RLENGTH); sub(/.*exited on /, "", how)
-                if (again !~ / --resume( |$)/) again = again " --resume"
                 print "train.sh: error: rank " w[3] " on host " w[9] " was lost: it died of " how ", so the job ended; " \
                       "continue from the last checkpoint with: " again
+            } else if (banner ~ /ORTE has lost communication with a remote daemon/ && match(banner, /Remote daemon: [^ ]+ on node [^ \n]+/)) {
+                host = substr(banner, RSTART, RLENGTH); sub(/.* on node /, "", host)
+                print "train.sh: error: host " host " was lost with its ranks: mpirun lost contact with it, so the job ended; " \
+                      "continue from the last checkpoint (on the remaining hosts: a hostfile without it) with: " again
             } else if (banner !~ /Primary job +terminated normally|exited with non-zero status|MPI_ABORT was invoked/) {
                 printf "%s\n%s%s\n", dashes, banner, dashes
             }
