@@ -5,16 +5,6 @@ import Testing
 /// Checkpoints through the real binary: when they are written, which are kept, what a resume
 /// takes and refuses, and what a failed write leaves. In the MPI suite, so these run one at a time.
 extension MPITests {
-    /// The path of a run's checkpoint of `step`.
-    func checkpointFile(_ run: String, step: Int) -> String {
-        scratch.file("\(run)/" + CheckpointPolicy.fileName(step: step))
-    }
-
-    /// The steps of a run's checkpoints, newest first.
-    func checkpointSteps(_ run: String) throws -> [Int] {
-        try CheckpointPolicy.numberedCheckpoints(in: scratch.file(run)).map(\.step)
-    }
-
     /// A checkpoint in the middle of an epoch continues bit for bit: a run stopped at step 8 (of 17
     /// per epoch) and resumed, by 1 process or by 2 ranks, writes the same final checkpoint and
     /// losses as a run that never stopped. Checkpoints every 4 steps, at the epoch's end and at the

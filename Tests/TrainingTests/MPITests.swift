@@ -6,7 +6,7 @@ import Testing
 // The limit is per test, and generous: the debug pass runs the unoptimised binary (the longest
 // test, rankCountsFollowTheSameTrajectory, took 5 minutes there); runCommand's own limit per
 // command catches a hang sooner.
-@Suite(.serialized, .timeLimit(.minutes(20))) struct MPITests {
+@Suite(.serialized, .timeLimit(.minutes(20))) struct MPITests: RunDirectoryTests {
     let scratch: ScratchDirectory
     var data: String { MPITests.dataset.path }
 

@@ -17,7 +17,7 @@ let namespacesForbidden: String? = {
 /// TCP across a bridge, as on separate machines, and must still train to the same bytes as one process.
 @Suite(.serialized, .timeLimit(.minutes(20)),
        .enabled(if: namespacesForbidden == nil, Comment(rawValue: namespacesForbidden ?? "")))
-struct MultiHostTests {
+struct MultiHostTests: RunDirectoryTests {
     let scratch: ScratchDirectory
 
     init() throws {
@@ -88,6 +88,88 @@ struct MultiHostTests {
         #expect(unexpectedErrors(shaped).isEmpty, "stderr: \(shaped.error)")
         // The rates are reported, not asserted: the machine is shared.
         print("MultiHostTests: plain link \(imagesPerSecond(plain)); shaped link \(imagesPerSecond(shaped)); \(report)")
+    }
+
+    /// launch/train.sh on 2 hosts x 1 rank, started in the background so that a test can break a
+    /// host mid-run: small steps (batch 16) with a checkpoint every 2, far more steps than it gets to.
+    func startTrainingOnHosts(_ run: String, timeout: Int) throws -> StartedCommand {
+        try StartedCommand(netnsHostsScript, ["--hosts", "2", "--", "sh", "-c", #"exec "$0" --hostfile "$NETNS_HOSTFILE" --no-bind -- "$@""#,
+                                              trainScript, "--data", MPITests.dataset.path, "--out", scratch.file(run),
+                                              "--max-steps", "400", "--log-every", "1", "--batch", "16", "--checkpoint-every", "2",
+                                              "--timeout", "\(timeout)"],
+                           environment: mpirunEnvironment.merging(["VAE_BINARY": vaeBinary]) { $1 })
+    }
+
+    /// The hosts' addresses and each host's end of its link, host 1 first, from the harness's opening
+    /// line ("netns-hosts: 2 host(s) A B on SUBNET, 1 slot(s) each, links L1 L2").
+    func hosts(_ job: StartedCommand) throws -> (addresses: [String], links: [String]) {
+        let opening = try #require(try job.error().split(separator: "\n").first { $0.hasPrefix("netns-hosts: ") && $0.contains(", links ") })
+        let words = opening.split(separator: " ").map(String.init)
+        let addresses = words[words.firstIndex { $0 == "host(s)" }! + 1 ..< words.firstIndex(of: "on")!]
+        return (Array(addresses), Array(words[(words.firstIndex(of: "links")! + 1)...]))
+    }
+
+    /// Nothing of the harness's run is left: no namespace and no link with its id (the links' common prefix).
+    func expectTornDown(_ links: [String]) throws {
+        let id = String(links[0].dropLast(2))
+        let namespaces = try runCommand("/usr/bin/env", ["ip", "netns", "list"]).output
+        let interfaces = try runCommand("/usr/bin/env", ["ip", "-o", "link"]).output
+        #expect(!namespaces.contains(id) && !interfaces.contains(id), "left behind:\n\(namespaces)\(interfaces)")
+    }
+
+    /// SIGSTOP to the rank on host 2: rank 0 on host 1 waits --timeout seconds in the allreduce and
+    /// prints one line naming rank 1 and its host; the job ends non-zero, the checkpoints untouched.
+    @Test func stoppedRankOnAHostEndsTheJobWithOneLine() throws {
+        let job = try startTrainingOnHosts("stalled", timeout: 12)  // far above a debug build's step on a loaded machine
+        try waitForStep(3, of: "stalled")
+        let hostLinks = try hosts(job).links
+        // The rank on host 2: the one in that host's namespace (pids say nothing about which host).
+        let ranks = rankProcesses("stalled")
+        let namespaces = try ranks.map { try runCommand("/usr/bin/env", ["ip", "netns", "identify", "\($0)"]).output }
+        let onHost2 = try #require(zip(ranks, namespaces).first { $0.1.hasSuffix("-2\n") }?.0, "ranks \(ranks) in \(namespaces)")
+        let before = try checkpointFiles("stalled")
+        kill(onHost2, SIGSTOP)
+        let stopped = Date()
+        let result = try job.finish(timeLimit: 120)
+        print("MultiHostTests: a stopped rank on host 2 ended the job \(Date().timeIntervalSince(stopped)) s after SIGSTOP (--timeout 12)")
+        #expect(result.status != 0)
+        let errors = result.error.split(separator: "\n").filter { $0.contains("error:") }
+        #expect(errors.count == 1 && errors[0].hasPrefix("rank 0 on host1: error: ")
+                && errors[0].contains("(--timeout 12); rank 1 on host2 did not arrive"), "stderr: \(result.error)")
+        let after = try checkpointFiles("stalled")
+        for (file, bytes) in before { #expect(after[file] == bytes, "\(file) changed") }
+        try expectTornDown(hostLinks)
+    }
+
+    /// Host 2's link taken down, as a pulled cable: mpirun's keepalives (launch/train.sh sets them)
+    /// notice the lost daemon, and train.sh prints one line naming the host; the job ends non-zero,
+    /// and one process on the remaining host continues from the newest checkpoint. The timeout is
+    /// above the keepalives' ~20 s: when the watchdog speaks first, its MPI_Abort leaves mpirun
+    /// waiting for the lost host's daemon (see the README).
+    @Test func lostHostEndsTheJobAndTheRunContinuesOnTheOther() throws {
+        let job = try startTrainingOnHosts("lost", timeout: 120)
+        try waitForStep(3, of: "lost")
+        let (addresses, hostLinks) = try hosts(job)
+        try #require(hostLinks.count == 2 && addresses.count == 2, "\(addresses) \(hostLinks)")
+        let before = try checkpointFiles("lost")
+        let down = try runCommand("/usr/bin/env", ["ip", "link", "set", hostLinks[1], "down"])
+        let cut = Date()
+        try #require(down.status == 0, "\(down.error)")
+        let result = try job.finish(timeLimit: 180)
+        print("MultiHostTests: a lost host ended the job \(Date().timeIntervalSince(cut)) s after its link went down")
+        #expect(result.status != 0)
+        let errors = result.error.split(separator: "\n").filter { $0.contains("error:") }
+        #expect(errors.count == 1 && errors[0].hasPrefix("train.sh: error: host \(addresses[1]) was lost")
+                && errors[0].hasSuffix(" --resume"), "stderr: \(result.error)")
+        let after = try checkpointFiles("lost")
+        for (file, bytes) in before { #expect(after[file] == bytes, "\(file) changed") }
+        try expectTornDown(hostLinks)
+
+        let newest = try #require(try checkpointSteps("lost").first)
+        let resumed = try runCommand(vaeBinary, ["train", "--data", MPITests.dataset.path, "--out", scratch.file("lost"),
+                                                 "--max-steps", "\(newest + 2)", "--batch", "16", "--resume"])
+        #expect(resumed.status == 0, "\(resumed.error)")
+        #expect(resumed.output.contains("resuming \(scratch.file("lost")) at step \(newest) from"), "\(resumed.output)")
     }
 }
 

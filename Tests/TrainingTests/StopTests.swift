@@ -3,20 +3,6 @@ import Testing
 
 /// Stopping on a signal: what Slurm sends before a time limit or a preemption, and a user's Ctrl-C.
 extension MPITests {
-    /// Waits (at most two minutes) until `run`'s metrics.jsonl logs step `step` or later.
-    func waitForStep(_ step: Int, of run: String) throws {
-        let deadline = Date().addingTimeInterval(120)
-        while Date() < deadline {
-            let text = (try? String(contentsOfFile: scratch.file("\(run)/metrics.jsonl"), encoding: .utf8)) ?? ""
-            let steps = text.split(separator: "\n").compactMap {
-                (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["step"] as? Int
-            }
-            if steps.contains(where: { $0 >= step }) { return }
-            usleep(20_000)
-        }
-        Issue.record("\(run) did not log step \(step) within two minutes")
-    }
-
     /// The step in the "stopped at step N; continue with: ..." line, which must be there once.
     func stoppedStep(_ result: CommandResult) -> Int? {
         let lines = result.output.split(separator: "\n").filter { $0.hasPrefix("stopped at step ") }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import VAETraining
 
 /// A fresh directory under the system temporary directory, removed when the test is done with it.
 final class ScratchDirectory: Sendable {
@@ -165,4 +166,50 @@ func normRelativeDifference(_ a: [Float], _ b: [Float]) -> Double {
     precondition(a.count == b.count)
     let difference = zip(a, b).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +)
     return (difference / a.map { Double($0) * Double($0) }.reduce(0, +)).squareRoot()
+}
+
+/// A suite whose runs write into its scratch directory (MPITests, MultiHostTests): what the tests
+/// read from a run directory while the run goes on or after it ended.
+protocol RunDirectoryTests {
+    var scratch: ScratchDirectory { get }
+}
+
+extension RunDirectoryTests {
+    /// Waits (at most two minutes) until `run`'s metrics.jsonl logs step `step` or later.
+    func waitForStep(_ step: Int, of run: String) throws {
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline {
+            let text = (try? String(contentsOfFile: scratch.file("\(run)/metrics.jsonl"), encoding: .utf8)) ?? ""
+            let steps = text.split(separator: "\n").compactMap {
+                (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["step"] as? Int
+            }
+            if steps.contains(where: { $0 >= step }) { return }
+            usleep(20_000)
+        }
+        Issue.record("\(run) did not log step \(step) within two minutes")
+    }
+
+    /// The path of a run's checkpoint of `step`.
+    func checkpointFile(_ run: String, step: Int) -> String {
+        scratch.file("\(run)/" + CheckpointPolicy.fileName(step: step))
+    }
+
+    /// The steps of a run's checkpoints, newest first.
+    func checkpointSteps(_ run: String) throws -> [Int] {
+        try CheckpointPolicy.numberedCheckpoints(in: scratch.file(run)).map(\.step)
+    }
+
+    /// The rank processes of a run started by launch/train.sh or mpirun, in rank order (by pid).
+    func rankProcesses(_ run: String) -> [Int32] {
+        processes(mentioning: scratch.file(run)).filter { $0.words.first == vaeBinary }.map(\.id)
+    }
+
+    /// The checkpoint files of a run and their bytes.
+    func checkpointFiles(_ run: String) throws -> [String: Data] {
+        var files: [String: Data] = [:]
+        for step in try checkpointSteps(run) {
+            files[checkpointFile(run, step: step)] = try Data(contentsOf: URL(fileURLWithPath: checkpointFile(run, step: step)))
+        }
+        return files
+    }
 }

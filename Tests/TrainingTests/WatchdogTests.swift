@@ -9,20 +9,6 @@ extension MPITests {
         train(run, steps: steps, extra: ["--batch", "16", "--checkpoint-every", "2"] + extra).dropFirst().map { $0 }
     }
 
-    /// The rank processes of a run started by launch/train.sh or mpirun, in rank order (by pid).
-    func rankProcesses(_ run: String) -> [Int32] {
-        processes(mentioning: scratch.file(run)).filter { $0.words.first == vaeBinary }.map(\.id)
-    }
-
-    /// The checkpoint files of a run and their bytes.
-    func checkpointFiles(_ run: String) throws -> [String: Data] {
-        var files: [String: Data] = [:]
-        for step in try checkpointSteps(run) {
-            files[checkpointFile(run, step: step)] = try Data(contentsOf: URL(fileURLWithPath: checkpointFile(run, step: step)))
-        }
-        return files
-    }
-
     /// SIGSTOP to one of 2 ranks: the other waits --timeout seconds in its collective call, prints
     /// one line naming the stopped rank, and the job ends non-zero; the checkpoints written before
     /// are untouched, and the run resumes from the newest.
