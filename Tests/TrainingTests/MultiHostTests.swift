@@ -117,6 +117,24 @@ struct MultiHostTests: RunDirectoryTests {
         #expect(!namespaces.contains(id) && !interfaces.contains(id), "left behind:\n\(namespaces)\(interfaces)")
     }
 
+    /// Breaks a running job (`fault`, described by `what`) and checks what every fault must give: the
+    /// job ends non-zero with exactly one `error:` line (returned), the checkpoints written before
+    /// are unchanged, and the harness leaves nothing behind. Prints how long the job took to end.
+    func breakJob(_ job: StartedCommand, _ run: String, links: [String], _ what: String, fault: () throws -> Void) throws -> Substring? {
+        let before = try checkpointFiles(run)
+        try fault()
+        let broken = Date()
+        let result = try job.finish(timeLimit: 180)
+        print("MultiHostTests: the job ended \(Date().timeIntervalSince(broken)) s after \(what)")
+        #expect(result.status != 0)
+        let errors = result.error.split(separator: "\n").filter { $0.contains("error:") }
+        #expect(errors.count == 1, "stderr: \(result.error)")
+        let after = try checkpointFiles(run)
+        for (file, bytes) in before { #expect(after[file] == bytes, "\(file) changed") }
+        try expectTornDown(links)
+        return errors.first
+    }
+
     /// SIGSTOP to the rank on host 2: rank 0 on host 1 waits --timeout seconds in the allreduce and
     /// prints one line naming rank 1 and its host; the job ends non-zero, the checkpoints untouched.
     @Test func stoppedRankOnAHostEndsTheJobWithOneLine() throws {
@@ -127,18 +145,11 @@ struct MultiHostTests: RunDirectoryTests {
         let ranks = rankProcesses("stalled")
         let namespaces = try ranks.map { try runCommand("/usr/bin/env", ["ip", "netns", "identify", "\($0)"]).output }
         let onHost2 = try #require(zip(ranks, namespaces).first { $0.1.hasSuffix("-2\n") }?.0, "ranks \(ranks) in \(namespaces)")
-        let before = try checkpointFiles("stalled")
-        kill(onHost2, SIGSTOP)
-        let stopped = Date()
-        let result = try job.finish(timeLimit: 120)
-        print("MultiHostTests: a stopped rank on host 2 ended the job \(Date().timeIntervalSince(stopped)) s after SIGSTOP (--timeout 12)")
-        #expect(result.status != 0)
-        let errors = result.error.split(separator: "\n").filter { $0.contains("error:") }
-        #expect(errors.count == 1 && errors[0].hasPrefix("rank 0 on host1: error: ")
-                && errors[0].contains("(--timeout 12); rank 1 on host2 did not arrive"), "stderr: \(result.error)")
-        let after = try checkpointFiles("stalled")
-        for (file, bytes) in before { #expect(after[file] == bytes, "\(file) changed") }
-        try expectTornDown(hostLinks)
+        let line = try breakJob(job, "stalled", links: hostLinks, "SIGSTOP to the rank on host 2 (--timeout 12)") {
+            kill(onHost2, SIGSTOP)
+        }
+        #expect(line?.hasPrefix("rank 0 on host1: error: ") == true
+                && line?.contains("(--timeout 12); rank 1 on host2 did not arrive") == true, "\(line ?? "")")
     }
 
     /// Host 2's link taken down, as a pulled cable: mpirun's keepalives (launch/train.sh sets them)
@@ -151,19 +162,12 @@ struct MultiHostTests: RunDirectoryTests {
         try waitForStep(3, of: "lost")
         let (addresses, hostLinks) = try hosts(job)
         try #require(hostLinks.count == 2 && addresses.count == 2, "\(addresses) \(hostLinks)")
-        let before = try checkpointFiles("lost")
-        let down = try runCommand("/usr/bin/env", ["ip", "link", "set", hostLinks[1], "down"])
-        let cut = Date()
-        try #require(down.status == 0, "\(down.error)")
-        let result = try job.finish(timeLimit: 180)
-        print("MultiHostTests: a lost host ended the job \(Date().timeIntervalSince(cut)) s after its link went down")
-        #expect(result.status != 0)
-        let errors = result.error.split(separator: "\n").filter { $0.contains("error:") }
-        #expect(errors.count == 1 && errors[0].hasPrefix("train.sh: error: host \(addresses[1]) was lost")
-                && errors[0].hasSuffix(" --resume"), "stderr: \(result.error)")
-        let after = try checkpointFiles("lost")
-        for (file, bytes) in before { #expect(after[file] == bytes, "\(file) changed") }
-        try expectTornDown(hostLinks)
+        let line = try breakJob(job, "lost", links: hostLinks, "host 2's link went down") {
+            let down = try runCommand("/usr/bin/env", ["ip", "link", "set", hostLinks[1], "down"])
+            try #require(down.status == 0, "\(down.error)")
+        }
+        #expect(line?.hasPrefix("train.sh: error: host \(addresses[1]) was lost") == true && line?.hasSuffix(" --resume") == true,
+                "\(line ?? "")")
 
         let newest = try #require(try checkpointSteps("lost").first)
         let resumed = try runCommand(vaeBinary, ["train", "--data", MPITests.dataset.path, "--out", scratch.file("lost"),
