@@ -3,8 +3,14 @@
 # group and then the script (through its EXIT trap, which tears down what it made).
 stop_command() {
     trap '' INT TERM HUP
-    [ -n "${command_pid:-}" ] && kill -TERM -- "-$command_pid" 2>/dev/null
-    [ -n "${command_pid:-}" ] && wait "$command_pid" 2>/dev/null
+    if [ -n "${command_pid:-}" ]; then
+        kill -TERM -- "-$command_pid" 2>/dev/null
+        # At most 5 s to end (a command that hangs in its end must not keep the teardown waiting),
+        # then KILL.
+        for ((tenth = 0; tenth < 50; tenth++)); do kill -0 "$command_pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL -- "-$command_pid" 2>/dev/null
+        wait "$command_pid" 2>/dev/null
+    fi
     exit 143
 }
 trap stop_command INT TERM HUP

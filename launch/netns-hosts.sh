@@ -57,6 +57,13 @@ namespace() { echo "vaehost-$id-$1"; }
 
 teardown() {
     trap '' INT TERM HUP
+    # What the command started and left running in this namespace, wherever its process group (mpirun
+    # under launch/train.sh has a session of its own): every such process has this run's launch agent
+    # in its environment.
+    local process
+    for process in /proc/[0-9]*; do
+        grep -qsxz "OMPI_MCA_plm_rsh_agent=$run_dir/agent" "$process/environ" && kill -KILL "${process#/proc/}" 2>/dev/null || true
+    done
     local host
     for ((host = 1; host <= hosts; host++)); do
         local ns
