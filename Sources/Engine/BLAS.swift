@@ -55,16 +55,16 @@ public enum BLAS {
         String(cString: openblas_get_config())
     }
 
-    /// Measures this machine's sustained SGEMM rate with a large square product, in GFLOP/s
-    /// (median of `repeats` timed products after one warm-up).
-    public static func measurePeakGFLOPS(size: Int = 1536, repeats: Int = 5) -> Double {
+    /// Measures this machine's sustained GEMM rate in `precision` with a large square product, in
+    /// GFLOP/s (median of `repeats` timed products after one warm-up).
+    public static func measurePeakGFLOPS(_ precision: Precision = .float32, size: Int = 1536, repeats: Int = 5) -> Double {
         let a = FloatBuffer(count: size * size), b = FloatBuffer(count: size * size), c = FloatBuffer(count: size * size)
         Philox(seed: 7, stream: .sampling).fillUniform(a.pointer, count: a.count, low: -1, high: 1, tag: 0, row: 0)
         Philox(seed: 7, stream: .sampling).fillUniform(b.pointer, count: b.count, low: -1, high: 1, tag: 1, row: 0)
         var seconds: [Double] = []
         for attempt in 0...repeats {
             let start = monotonicSeconds()
-            gemm(.float32, m: size, n: size, k: size, a.pointer, lda: size, b.pointer, ldb: size, beta: 0, c.pointer, ldc: size)
+            gemm(precision, m: size, n: size, k: size, a.pointer, lda: size, b.pointer, ldb: size, beta: 0, c.pointer, ldc: size)
             if attempt > 0 { seconds.append(monotonicSeconds() - start) }
         }
         let flops = 2.0 * Double(size) * Double(size) * Double(size)
