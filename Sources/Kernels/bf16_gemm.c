@@ -11,8 +11,10 @@
 // B (32 columns x 2 k) and broadcasts one 32-bit pair of A per row.
 //
 // Packed layouts (bfloat16, zero-padded to whole tiles and to an even k):
-//   A micro-panel: MR rows, each KC values along k (row r, pair p at dword r·KC/2 + p): what the
-//                  kernel broadcasts, and for an A stored [m, k] a plain conversion of each row.
+//   A micro-panel: MR rows x KC values, either row-major (pair p of row r at dword r·KC/2 + p),
+//                  a plain conversion of each row of an A stored [m, k], or pair-major (dword
+//                  p·MR + r), two interleaved rows of an A stored [k, m]; the kernel broadcasts
+//                  one dword per row and pair.
 //   B micro-panel: for each pair p, NR dwords (B[2p, j], B[2p+1, j]), j the column.
 #include "Kernels.h"
 
@@ -61,21 +63,38 @@ static inline void convert_row(const float *src, int count, uint16_t *dst, int p
     }
 }
 
+/// 16 dwords (first[j], second[j]) in bfloat16, j = 0..15.
+static inline __m512i interleave_pairs(__m512 first, __m512 second) {
+    // Lane l of the interleaved halves takes element l/2 of `first` (l even) or of `second`.
+    const __m512i low_index = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i high_index = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    __m512 low = _mm512_permutex2var_ps(first, low_index, second);
+    __m512 high = _mm512_permutex2var_ps(first, high_index, second);
+    return (__m512i)_mm512_cvtne2ps_pbh(high, low);
+}
+
 /// A block rows [0, mc) x k [0, kc) of op(A) → micro-panels of MR rows, rows past mc zero.
-/// `scratch` holds one row of floats gathered from a transposed A.
-static void pack_a(bool transposed, const float *a, int lda, int mc, int kc, uint16_t *packed, float *scratch) {
-    int padded = (kc + 1) & ~1;
+/// An A stored [m, k] is packed row by row (each row a plain conversion: ROW_MAJOR below); an A
+/// stored [k, m] pair by pair (two rows of storage interleaved: PAIR_MAJOR), the layout each
+/// reads fastest. The micro-kernel takes either.
+static void pack_a(bool transposed, const float *a, int lda, int mc, int kc, uint16_t *packed) {
+    int padded = (kc + 1) & ~1, pairs = padded / 2;
+    static const float none[1] = {0};
     for (int panel = 0; panel < mc; panel += MR) {
         uint16_t *out = packed + panel * KC;
-        for (int r = 0; r < MR; r++) {
-            int row = panel + r;
-            if (row >= mc) {
-                convert_row(scratch, 0, out + r * KC, padded);
-            } else if (!transposed) {
-                convert_row(a + (long)row * lda, kc, out + r * KC, padded);
-            } else {
-                for (int p = 0; p < kc; p++) scratch[p] = a[(long)p * lda + row];
-                convert_row(scratch, kc, out + r * KC, padded);
+        int rows = mc - panel < MR ? mc - panel : MR;
+        if (!transposed) {
+            for (int r = 0; r < MR; r++) {
+                convert_row(r < rows ? a + (long)(panel + r) * lda : none, r < rows ? kc : 0, out + r * KC, padded);
+            }
+        } else {
+            // Pair p: storage rows 2p and 2p+1, columns panel..panel+rows, interleaved into MR dwords.
+            __mmask16 lanes = first_lanes(rows);
+            for (int p = 0; p < pairs; p++) {
+                const float *row0 = a + (long)(2 * p) * lda + panel;
+                __m512 r0 = _mm512_maskz_loadu_ps(lanes, row0);
+                __m512 r1 = _mm512_maskz_loadu_ps(2 * p + 1 < kc ? lanes : 0, row0 + lda);
+                _mm512_mask_storeu_epi32(out + p * MR * 2, (__mmask16)((1u << MR) - 1), interleave_pairs(r0, r1));
             }
         }
     }
@@ -86,9 +105,6 @@ static void pack_a(bool transposed, const float *a, int lda, int mc, int kc, uin
 /// of floats in its final order for a transposed B.
 static void pack_b(bool transposed, const float *b, int ldb, int kc, int nc, uint16_t *packed, float *scratch) {
     int pairs = (kc + 1) / 2;
-    // Lane l of the interleaved halves takes element l/2 of the first row (l even) or of the second.
-    const __m512i low_index = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-    const __m512i high_index = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
     for (int panel = 0; panel < nc; panel += NR) {
         uint16_t *out = packed + panel * pairs * 2;
         int columns = nc - panel < NR ? nc - panel : NR;
@@ -100,9 +116,7 @@ static void pack_b(bool transposed, const float *b, int ldb, int kc, int nc, uin
                     __mmask16 lanes = first_lanes(columns - half);
                     __m512 r0 = _mm512_maskz_loadu_ps(lanes, row0 + half);
                     __m512 r1 = _mm512_maskz_loadu_ps(second ? lanes : 0, row0 + ldb + half);
-                    __m512 low = _mm512_permutex2var_ps(r0, low_index, r1);
-                    __m512 high = _mm512_permutex2var_ps(r0, high_index, r1);
-                    _mm512_storeu_si512(out + (p * NR + half) * 2, (__m512i)_mm512_cvtne2ps_pbh(high, low));
+                    _mm512_storeu_si512(out + (p * NR + half) * 2, interleave_pairs(r0, r1));
                 }
             }
         } else {
@@ -121,8 +135,11 @@ static void pack_b(bool transposed, const float *b, int ldb, int kc, int nc, uin
 
 /// C tile [rows, columns] (at most MR x NR) = A micro-panel · B micro-panel + beta · C,
 /// C not read when beta is 0.
-static inline void micro_kernel(int pairs, const uint16_t *a, const uint16_t *b, float beta, float *c, int ldc,
-                                int rows, int columns) {
+/// The A micro-panel's pair p of row r is dword r·row_stride + p·pair_stride: (KC/2, 1) for
+/// ROW_MAJOR, (1, MR) for PAIR_MAJOR; constants at each call, so the addresses fold.
+static inline __attribute__((always_inline)) void micro_kernel(
+        int pairs, const uint16_t *a, int row_stride, int pair_stride, const uint16_t *b, float beta,
+        float *c, int ldc, int rows, int columns) {
     __m512 acc[MR][2];
     for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     const uint32_t *a32 = (const uint32_t *)a;
@@ -130,7 +147,7 @@ static inline void micro_kernel(int pairs, const uint16_t *a, const uint16_t *b,
         __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + p * NR * 2);
         __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + p * NR * 2 + 32);
         for (int r = 0; r < MR; r++) {
-            __m512bh pair = (__m512bh)_mm512_set1_epi32((int)a32[r * (KC / 2) + p]);
+            __m512bh pair = (__m512bh)_mm512_set1_epi32((int)a32[r * row_stride + p * pair_stride]);
             acc[r][0] = _mm512_dpbf16_ps(acc[r][0], pair, b0);
             acc[r][1] = _mm512_dpbf16_ps(acc[r][1], pair, b1);
         }
@@ -154,6 +171,8 @@ static _Thread_local uint16_t packed_a[MC * KC] __attribute__((aligned(64)));
 static _Thread_local uint16_t packed_b[KC * NC] __attribute__((aligned(64)));
 static _Thread_local float scratch[KC * NR] __attribute__((aligned(64)));
 
+enum { ROW_MAJOR_ROW = KC / 2, ROW_MAJOR_PAIR = 1, PAIR_MAJOR_ROW = 1, PAIR_MAJOR_PAIR = MR };
+
 void bf16_gemm(bool transpose_a, bool transpose_b, int m, int n, int k,
                const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
     if (k == 0) {
@@ -171,12 +190,19 @@ void bf16_gemm(bool transpose_a, bool transpose_b, int m, int n, int k,
             for (int ic = 0; ic < m; ic += MC) {
                 int mc = m - ic < MC ? m - ic : MC;
                 const float *a_block = transpose_a ? a + (long)pc * lda + ic : a + (long)ic * lda + pc;
-                pack_a(transpose_a, a_block, lda, mc, kc, packed_a, scratch);
+                pack_a(transpose_a, a_block, lda, mc, kc, packed_a);
                 for (int jr = 0; jr < nc; jr += NR) {
                     for (int ir = 0; ir < mc; ir += MR) {
-                        micro_kernel(pairs, packed_a + ir * KC, packed_b + jr * pairs * 2, block_beta,
-                                     c + (long)(ic + ir) * ldc + jc + jr, ldc,
-                                     mc - ir < MR ? mc - ir : MR, nc - jr < NR ? nc - jr : NR);
+                        const uint16_t *panel_a = packed_a + ir * KC, *panel_b = packed_b + jr * pairs * 2;
+                        float *tile = c + (long)(ic + ir) * ldc + jc + jr;
+                        int rows = mc - ir < MR ? mc - ir : MR, columns = nc - jr < NR ? nc - jr : NR;
+                        if (transpose_a) {
+                            micro_kernel(pairs, panel_a, PAIR_MAJOR_ROW, PAIR_MAJOR_PAIR, panel_b, block_beta, tile, ldc,
+                                         rows, columns);
+                        } else {
+                            micro_kernel(pairs, panel_a, ROW_MAJOR_ROW, ROW_MAJOR_PAIR, panel_b, block_beta, tile, ldc,
+                                         rows, columns);
+                        }
                     }
                 }
             }
