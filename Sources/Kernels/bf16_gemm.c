@@ -63,6 +63,9 @@ static inline void convert_row(const float *src, int count, uint16_t *dst, int p
     }
 }
 
+/// The source of the zero rows of a partial panel (converted with a count of 0: nothing is read).
+static const float no_values[1] = {0};
+
 /// 16 dwords (first[j], second[j]) in bfloat16, j = 0..15.
 static inline __m512i interleave_pairs(__m512 first, __m512 second) {
     // Lane l of the interleaved halves takes element l/2 of `first` (l even) or of `second`.
@@ -79,13 +82,12 @@ static inline __m512i interleave_pairs(__m512 first, __m512 second) {
 /// reads fastest. The micro-kernel takes either.
 static void pack_a(bool transposed, const float *a, int lda, int mc, int kc, uint16_t *packed) {
     int padded = (kc + 1) & ~1, pairs = padded / 2;
-    static const float none[1] = {0};
     for (int panel = 0; panel < mc; panel += MR) {
         uint16_t *out = packed + panel * KC;
         int rows = mc - panel < MR ? mc - panel : MR;
         if (!transposed) {
             for (int r = 0; r < MR; r++) {
-                convert_row(r < rows ? a + (long)(panel + r) * lda : none, r < rows ? kc : 0, out + r * KC, padded);
+                convert_row(r < rows ? a + (long)(panel + r) * lda : no_values, r < rows ? kc : 0, out + r * KC, padded);
             }
         } else {
             // Pair p: storage rows 2p and 2p+1, columns panel..panel+rows, interleaved into MR dwords.
@@ -101,9 +103,10 @@ static void pack_a(bool transposed, const float *a, int lda, int mc, int kc, uin
 }
 
 /// B block k [0, kc) x columns [0, nc) of op(B) → micro-panels of NR columns, pairs of k
-/// interleaved, columns past nc and the k past an odd kc zero. `scratch` holds one micro-panel
-/// of floats in its final order for a transposed B.
-static void pack_b(bool transposed, const float *b, int ldb, int kc, int nc, uint16_t *packed, float *scratch) {
+/// interleaved, columns past nc and the k past an odd kc zero. A B stored [k, n] interleaves two
+/// storage rows; in a B stored [n, k] a pair is two adjacent values of one storage row, so each
+/// row is converted whole into `rows` (NR rows of KC) and its dwords spread across the panel.
+static void pack_b(bool transposed, const float *b, int ldb, int kc, int nc, uint16_t *packed, uint16_t *rows) {
     int pairs = (kc + 1) / 2;
     for (int panel = 0; panel < nc; panel += NR) {
         uint16_t *out = packed + panel * pairs * 2;
@@ -120,15 +123,20 @@ static void pack_b(bool transposed, const float *b, int ldb, int kc, int nc, uin
                 }
             }
         } else {
+                    for (int j = 0; j < NR; j++) {
+                convert_row(j < columns ? b + (long)(panel + j) * ldb : no_values, j < columns ? kc : 0, rows + j * KC,
+                            pairs * 2);
+            }
+            // Dword p of row j goes to dword p·NR + j: 16 rows at a time, one gather per pair.
+            const __m512i row_starts = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                                          _mm512_set1_epi32(KC / 2));
+            const int *rows32 = (const int *)rows;
             for (int p = 0; p < pairs; p++) {
-                for (int j = 0; j < NR; j++) {
-                    const float *column = b + (long)(panel + j) * ldb + 2 * p;
-                    bool inside = j < columns;
-                    scratch[(p * NR + j) * 2] = inside ? column[0] : 0;
-                    scratch[(p * NR + j) * 2 + 1] = inside && 2 * p + 1 < kc ? column[1] : 0;
+                for (int half = 0; half < NR; half += 16) {
+                    __m512i pair = _mm512_i32gather_epi32(row_starts, rows32 + half * (KC / 2) + p, 4);
+                    _mm512_storeu_si512(out + (p * NR + half) * 2, pair);
                 }
             }
-            convert_row(scratch, pairs * NR * 2, out, pairs * NR * 2);
         }
     }
 }
@@ -169,7 +177,7 @@ static inline __attribute__((always_inline)) void micro_kernel(
 // Per-thread packing buffers: the engine runs one model replica per thread.
 static _Thread_local uint16_t packed_a[MC * KC] __attribute__((aligned(64)));
 static _Thread_local uint16_t packed_b[KC * NC] __attribute__((aligned(64)));
-static _Thread_local float scratch[KC * NR] __attribute__((aligned(64)));
+static _Thread_local uint16_t converted_b[NR * KC] __attribute__((aligned(64)));
 
 enum { ROW_MAJOR_ROW = KC / 2, ROW_MAJOR_PAIR = 1, PAIR_MAJOR_ROW = 1, PAIR_MAJOR_PAIR = MR };
 
@@ -185,7 +193,7 @@ void bf16_gemm(bool transpose_a, bool transpose_b, int m, int n, int k,
         for (int pc = 0; pc < k; pc += KC) {
             int kc = k - pc < KC ? k - pc : KC, pairs = (kc + 1) / 2;
             const float *b_block = transpose_b ? b + (long)jc * ldb + pc : b + (long)pc * ldb + jc;
-            pack_b(transpose_b, b_block, ldb, kc, nc, packed_b, scratch);
+            pack_b(transpose_b, b_block, ldb, kc, nc, packed_b, converted_b);
             float block_beta = pc == 0 ? beta : 1;
             for (int ic = 0; ic < m; ic += MC) {
                 int mc = m - ic < MC ? m - ic : MC;
