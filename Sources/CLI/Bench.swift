@@ -7,12 +7,13 @@ import VAETraining
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure training speed on generated faces, against this machine's SGEMM rate.",
+        abstract: "Measure training speed on generated faces, against this machine's GEMM rates.",
         discussion: """
             Trains the model (default: the 'seed' preset at batch 64) on synthetic faces and prints \
             steady-state training images/s (after --warmup steps, median of --repeats runs), the GFLOP/s \
             that rate means from the model's analytic FLOP count (about 85 MFLOP per image), and the \
-            SGEMM rate of a large square product measured in the same run.
+            GEMM rate of a large square product measured in the same run, in float32 (OpenBLAS) and, \
+            on a CPU with AVX512_BF16, in bfloat16 (the kernel --precision bf16 uses).
 
             Under mpirun every rank trains on its piece of each global batch and the ranks allreduce \
             their gradients, exactly as 'vae train' does; rank 0 reports the global rate, the \
