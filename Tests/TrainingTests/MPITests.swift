@@ -199,6 +199,7 @@ import VAEEngine
         (["--latnet", "3"], "Unknown option '--latnet'"),
         (["--leaf", "3"], "--leaf must be a power of two from 1 to 32, got 3"),
         (["--leaf", "64"], "--leaf must be a power of two from 1 to 32, got 64"),
+        (["--precision", "fp16"], "Please provide one of 'fp32' and 'bf16'"),
         (["--data", "/nonexistent/faces.vaeds"], "/nonexistent/faces.vaeds"),
     ])
     func badInputGetsOneClearLine(arguments: [String], message: String) throws {
