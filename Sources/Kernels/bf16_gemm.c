@@ -123,7 +123,7 @@ static void pack_b(bool transposed, const float *b, int ldb, int kc, int nc, uin
                 }
             }
         } else {
-                    for (int j = 0; j < NR; j++) {
+            for (int j = 0; j < NR; j++) {
                 convert_row(j < columns ? b + (long)(panel + j) * ldb : no_values, j < columns ? kc : 0, rows + j * KC,
                             pairs * 2);
             }
