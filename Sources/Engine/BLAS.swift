@@ -20,10 +20,6 @@ public enum Precision: String, CaseIterable, Codable, Sendable {
 
     private static let bfloat16Available = bf16_gemm_available()
 
-    /// Whether its convolution GEMMs pack the patches straight from the image
-    /// (PatchGeometry.patchGEMM) rather than reading a patch matrix written by im2col.
-    public var packsPatches: Bool { self == .bfloat16 }
-
     /// Throws unless this machine runs it.
     public func validate() throws {
         guard isAvailable else {

@@ -21,7 +21,6 @@
 #include <cpuid.h>
 #include <immintrin.h>
 #include <stdint.h>
-#include <string.h>
 
 enum {
     MR = 12,   // rows of the C tile: 24 accumulators + 2 of B + a broadcast, of 32 zmm
@@ -98,95 +97,6 @@ static void pack_a(bool transposed, const float *a, int lda, int mc, int kc, uin
                 __m512 r0 = _mm512_maskz_loadu_ps(lanes, row0);
                 __m512 r1 = _mm512_maskz_loadu_ps(2 * p + 1 < kc ? lanes : 0, row0 + lda);
                 _mm512_mask_storeu_epi32(out + p * MR * 2, (__mmask16)((1u << MR) - 1), interleave_pairs(r0, r1));
-            }
-        }
-    }
-}
-
-/// A patch row's position: image n, output pixel (oy, ox). Stepped row by row (a division per
-/// row cost more than the copies of the first convolution's 48-value rows).
-typedef struct { long image; int oy, ox; } patch_position;
-
-static patch_position position_of(const bf16_patches *patches, long row) {
-    int small_width = patches->width / 2, pixels = (patches->height / 2) * small_width;
-    int pixel = (int)(row % pixels);
-    return (patch_position){row / pixels, pixel / small_width, pixel % small_width};
-}
-
-static inline void next_position(const bf16_patches *patches, patch_position *at) {
-    if (++at->ox < patches->width / 2) return;
-    at->ox = 0;
-    if (++at->oy < patches->height / 2) return;
-    at->oy = 0;
-    at->image++;
-}
-
-/// values[0..<count] = values [first, first + count) of the patch row at `at` (see bf16_patches):
-/// per kernel row ky one contiguous run of the image, taps in the padding 0, as im2col writes
-/// them. The caller converts the row while it is in L1; the patch matrix is never written.
-static void patch_values(const bf16_patches *patches, patch_position at, int first, int count, float *values) {
-    int c = patches->channels, run = 4 * c;
-    int x0 = 2 * at.ox - 1;
-    // Offsets within a run [inside_low, inside_high) are taps inside the image's width.
-    int inside_low = x0 < 0 ? c : 0;
-    int inside_high = x0 + 4 > patches->width ? (patches->width - x0) * c : run;
-    int end = first + count;
-    for (int ky = first / run; ky * run < end; ky++) {
-        int y = 2 * at.oy - 1 + ky;
-        int low = first > ky * run ? first - ky * run : 0, high = end < (ky + 1) * run ? end - ky * run : run;
-        float *out = values + ky * run - first;
-        int valid_low = low, valid_high = low;  // a kernel row in the padding: all zeros
-        if (y >= 0 && y < patches->height) {
-            valid_low = low > inside_low ? low : inside_low;
-            valid_high = high < inside_high ? high : inside_high;
-            if (valid_high < valid_low) valid_high = valid_low;
-        }
-        for (int i = low; i < valid_low; i++) out[i] = 0;
-        if (valid_high > valid_low) {
-            const float *pixel = patches->image + ((at.image * patches->height + y) * patches->width + x0) * c;
-            memcpy(out + valid_low, pixel + valid_low, (size_t)(valid_high - valid_low) * sizeof(float));
-        }
-        for (int i = valid_high; i < high; i++) out[i] = 0;
-    }
-}
-
-/// pack_a for an A that is a patch matrix [rows, 16·C] (A stored [m, k]) or its transpose (A
-/// stored [k, m]): block rows [ic, ic + mc) x k [pc, pc + kc) of op(A), packed as pack_a packs it.
-static void pack_a_patches(bool transposed, const bf16_patches *patches, int ic, int pc, int mc, int kc, uint16_t *packed) {
-    int padded = (kc + 1) & ~1, pairs = padded / 2;
-    // Patch rows are gathered a panel (or GROUP pairs) ahead of their conversion: converting a row
-    // straight after its stores stalled every load on store forwarding.
-    enum { GROUP = MR / 2 };
-    float values[MR][KC];  // KC >= MC
-    if (!transposed) {
-        patch_position at = position_of(patches, ic);
-        for (int panel = 0; panel < mc; panel += MR) {
-            uint16_t *out = packed + panel * KC;
-            int rows = mc - panel < MR ? mc - panel : MR;
-            for (int r = 0; r < rows; r++) {
-                patch_values(patches, at, pc, kc, values[r]);
-                next_position(patches, &at);
-            }
-            for (int r = 0; r < MR; r++) convert_row(values[r], r < rows ? kc : 0, out + r * KC, padded);
-        }
-        return;
-    }
-    // Pair p: values ic .. ic + mc of patch rows pc + 2p and pc + 2p + 1, interleaved into MR
-    // dwords per panel as pack_a interleaves two storage rows.
-    patch_position at = position_of(patches, pc);
-    for (int group = 0; group < pairs; group += GROUP) {
-        int rows = kc - 2 * group < 2 * GROUP ? kc - 2 * group : 2 * GROUP;
-        for (int r = 0; r < rows; r++) {
-            patch_values(patches, at, ic, mc, values[r]);
-            next_position(patches, &at);
-        }
-        for (int p = group; p < pairs && p < group + GROUP; p++) {
-            int r = 2 * (p - group);
-            for (int panel = 0; panel < mc; panel += MR) {
-                __mmask16 lanes = first_lanes(mc - panel < MR ? mc - panel : MR);
-                __m512 r0 = _mm512_maskz_loadu_ps(lanes, values[r] + panel);
-                __m512 r1 = _mm512_maskz_loadu_ps(r + 1 < rows ? lanes : 0, values[r + 1] + panel);
-                _mm512_mask_storeu_epi32(packed + panel * KC + p * MR * 2, (__mmask16)((1u << MR) - 1), interleave_pairs(r0, r1));
             }
         }
     }
@@ -274,9 +184,8 @@ static _Thread_local uint16_t converted_b[NR * KC] __attribute__((aligned(64)));
 
 enum { ROW_MAJOR_ROW = KC / 2, ROW_MAJOR_PAIR = 1, PAIR_MAJOR_ROW = 1, PAIR_MAJOR_PAIR = MR };
 
-/// bf16_gemm with A either a matrix (a, lda) or, when `patches` is not NULL, a patch matrix.
-static void gemm_blocks(bool transpose_a, bool transpose_b, int m, int n, int k, const float *a, int lda,
-                        const bf16_patches *patches, const float *b, int ldb, float beta, float *c, int ldc) {
+void bf16_gemm(bool transpose_a, bool transpose_b, int m, int n, int k,
+               const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
     if (k == 0) {
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++) c[(long)i * ldc + j] = beta == 0 ? 0 : beta * c[(long)i * ldc + j];
@@ -291,12 +200,8 @@ static void gemm_blocks(bool transpose_a, bool transpose_b, int m, int n, int k,
             float block_beta = pc == 0 ? beta : 1;
             for (int ic = 0; ic < m; ic += MC) {
                 int mc = m - ic < MC ? m - ic : MC;
-                if (patches) {
-                    pack_a_patches(transpose_a, patches, ic, pc, mc, kc, packed_a);
-                } else {
-                    const float *a_block = transpose_a ? a + (long)pc * lda + ic : a + (long)ic * lda + pc;
-                    pack_a(transpose_a, a_block, lda, mc, kc, packed_a);
-                }
+                const float *a_block = transpose_a ? a + (long)pc * lda + ic : a + (long)ic * lda + pc;
+                pack_a(transpose_a, a_block, lda, mc, kc, packed_a);
                 for (int jr = 0; jr < nc; jr += NR) {
                     for (int ir = 0; ir < mc; ir += MR) {
                         const uint16_t *panel_a = packed_a + ir * KC, *panel_b = packed_b + jr * pairs * 2;
@@ -314,16 +219,6 @@ static void gemm_blocks(bool transpose_a, bool transpose_b, int m, int n, int k,
             }
         }
     }
-}
-
-void bf16_gemm(bool transpose_a, bool transpose_b, int m, int n, int k,
-               const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
-    gemm_blocks(transpose_a, transpose_b, m, n, k, a, lda, NULL, b, ldb, beta, c, ldc);
-}
-
-void bf16_gemm_patches(bool transpose_a, int m, int n, int k, bf16_patches a,
-                       const float *b, int ldb, float beta, float *c, int ldc) {
-    gemm_blocks(transpose_a, false, m, n, k, NULL, 0, &a, b, ldb, beta, c, ldc);
 }
 
 #pragma clang attribute pop

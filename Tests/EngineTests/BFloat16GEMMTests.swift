@@ -40,32 +40,6 @@ struct BFloat16GEMMTests {
         }
     }
 
-    /// The convolution GEMMs with the patches packed straight from the image (patchGEMM) give the
-    /// bits of im2col followed by bf16_gemm, for the patch matrix and its transpose (forward and
-    /// kernel-gradient shapes). Images 10 x 14; 3 channels make runs of 12, shorter than a tile;
-    /// 5 an odd run; 20 a patch of 320, over one k block of 256. Batch 3 gives 105 patch rows (two
-    /// A blocks of 96; an odd k when transposed), batch 8 gives 280 (two k blocks when transposed).
-    @Test(arguments: [(3, 8), (5, 3), (20, 8), (20, 3)])
-    func packingPatchesGivesTheBitsOfIm2col(channels: Int, batch: Int) {
-        let geometry = PatchGeometry(largeHeight: 10, largeWidth: 14, channels: channels)
-        let rows = batch * 5 * 7, patchSize = 16 * channels, n = 37
-        let image = randomValues(batch * 10 * 14 * channels, seed: 11).map(Float.init)
-        var columns = [Float](repeating: .nan, count: rows * patchSize)
-        geometry.im2col(image, &columns, batch: batch)
-        for transposeA in [false, true] {
-            let (m, k) = transposeA ? (patchSize, rows) : (rows, patchSize)
-            let b = randomValues(k * n, seed: 12).map(Float.init)
-            let c0 = randomValues(m * n, seed: 13).map(Float.init)
-            var unfused = c0, fused = c0
-            gemm(.bfloat16, transposeA: transposeA, m: m, n: n, k: k, columns, lda: patchSize, b, ldb: n, beta: 1,
-                 &unfused, ldc: n)
-            geometry.patchGEMM(.bfloat16, transposeA: transposeA, m: m, n: n, k: k, image, columns: [], b, ldb: n,
-                               beta: 1, &fused, ldc: n)
-            let differing = zip(fused, unfused).filter { $0.bitPattern != $1.bitPattern }.count
-            #expect(differing == 0, "channels \(channels) batch \(batch) transposeA \(transposeA): \(differing) of \(m * n) differ")
-        }
-    }
-
     /// C = op(A) · op(B) + beta · C with row strides wider than the rows (3 spare values), C first
     /// filled with NaN when beta is 0 (it must not be read). Each element must agree with the
     /// Float64 sum of the rounded products to float32 accumulation: the products of two bfloat16

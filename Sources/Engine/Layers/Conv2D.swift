@@ -1,8 +1,7 @@
 /// Convolution, 4x4 kernel, stride 2, padding 1:  x [N, H, W, Cin] → y [N, H/2, W/2, Cout].
 ///
 /// im2col + GEMM, a few images at a time so that the patch matrix stays in cache between
-/// being written and being read by the GEMM (in bfloat16 the GEMM packs the patches straight from
-/// x, PatchGeometry.patchGEMM, and no patch matrix is written):
+/// being written and being read by the GEMM:
 ///   columns [n·H/2·W/2, 16·Cin] = im2col(x)
 ///   y = columns · K + b                    K: [4, 4, Cin, Cout] viewed as [16·Cin, Cout]
 /// Backward, given dy (the patches are rebuilt from x rather than kept from forward):
@@ -45,10 +44,9 @@ public final class Conv2D {
         broadcastRows(bias.value, into: y, rows: batch * outputPixels, width: outChannels)
         for first in stride(from: 0, to: batch, by: chunk) {
             let images = min(chunk, batch - first), rows = images * outputPixels
-            let xChunk = x + first * geometry.largeImageSize
-            if !precision.packsPatches { geometry.im2col(xChunk, columns.pointer, batch: images) }
-            geometry.patchGEMM(precision, m: rows, n: outChannels, k: geometry.patchSize, xChunk, columns: columns.pointer,
-                               kernel.value, ldb: outChannels, beta: 1, y + first * outputSize, ldc: outChannels)
+            geometry.im2col(x + first * geometry.largeImageSize, columns.pointer, batch: images)
+            gemm(precision, m: rows, n: outChannels, k: geometry.patchSize, columns.pointer, lda: geometry.patchSize,
+                 kernel.value, ldb: outChannels, beta: 1, y + first * outputSize, ldc: outChannels)
         }
     }
 
@@ -59,11 +57,10 @@ public final class Conv2D {
         for first in stride(from: 0, to: batch, by: chunk) {
             let images = min(chunk, batch - first), rows = images * outputPixels
             let dyChunk = dy + first * outputSize
-            let xChunk = x + first * geometry.largeImageSize
-            if !precision.packsPatches { geometry.im2col(xChunk, columns.pointer, batch: images) }
-            geometry.patchGEMM(precision, transposeA: true, m: geometry.patchSize, n: outChannels, k: rows, xChunk,
-                               columns: columns.pointer, dyChunk, ldb: outChannels, beta: first == 0 ? 0 : 1,
-                               kernel.gradient, ldc: outChannels)
+            geometry.im2col(x + first * geometry.largeImageSize, columns.pointer, batch: images)
+            gemm(precision, transposeA: true, m: geometry.patchSize, n: outChannels, k: rows, columns.pointer,
+                 lda: geometry.patchSize, dyChunk, ldb: outChannels, beta: first == 0 ? 0 : 1,
+                 kernel.gradient, ldc: outChannels)
             guard let dx else { continue }
             gemm(precision, transposeB: true, m: rows, n: geometry.patchSize, k: outChannels, dyChunk, lda: outChannels,
                  kernel.value, ldb: outChannels, beta: 0, columnGradient.pointer, ldc: geometry.patchSize)

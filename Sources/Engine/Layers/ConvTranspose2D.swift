@@ -5,7 +5,6 @@
 ///   y = col2im(columns) + b
 /// Backward, given dy:
 ///   dcolumns = im2col(dy),  dK = Σ dcolumnsᵀ · x,  db = Σ_pixels dy,  dx = dcolumns · K
-/// (in bfloat16 both GEMMs pack dcolumns straight from dy, PatchGeometry.patchGEMM).
 public final class ConvTranspose2D {
     let geometry: PatchGeometry
     public let inChannels: Int, outChannels: Int
@@ -55,13 +54,12 @@ public final class ConvTranspose2D {
         for first in stride(from: 0, to: batch, by: chunk) {
             let images = min(chunk, batch - first), rows = images * inputPixels
             let xChunk = x + first * inputSize
-            let dyChunk = dy + first * outputSize
-            if !precision.packsPatches { geometry.im2col(dyChunk, columns.pointer, batch: images) }
-            geometry.patchGEMM(precision, transposeA: true, m: geometry.patchSize, n: inChannels, k: rows, dyChunk,
-                               columns: columns.pointer, xChunk, ldb: inChannels, beta: first == 0 ? 0 : 1,
-                               kernel.gradient, ldc: inChannels)
-            geometry.patchGEMM(precision, m: rows, n: inChannels, k: geometry.patchSize, dyChunk, columns: columns.pointer,
-                               kernel.value, ldb: inChannels, beta: 0, dx + first * inputSize, ldc: inChannels)
+            geometry.im2col(dy + first * outputSize, columns.pointer, batch: images)
+            gemm(precision, transposeA: true, m: geometry.patchSize, n: inChannels, k: rows, columns.pointer,
+                 lda: geometry.patchSize, xChunk, ldb: inChannels, beta: first == 0 ? 0 : 1,
+                 kernel.gradient, ldc: inChannels)
+            gemm(precision, m: rows, n: inChannels, k: geometry.patchSize, columns.pointer, lda: geometry.patchSize,
+                 kernel.value, ldb: inChannels, beta: 0, dx + first * inputSize, ldc: inChannels)
         }
     }
 }

@@ -1,5 +1,3 @@
-import Kernels
-
 /// The patch geometry shared by Conv2D and ConvTranspose2D: a 4x4 kernel with stride 2 and
 /// padding 1 links a "large" map [N, H, W, C] to a "small" map [N, H/2, W/2, ·].
 /// Small position (oy, ox) sees large rows 2·oy − 1 + ky and columns 2·ox − 1 + kx, ky, kx in 0..<4.
@@ -9,10 +7,6 @@ import Kernels
 public struct PatchGeometry {
     static let kernel = 4
     let largeHeight: Int, largeWidth: Int, channels: Int
-
-    public init(largeHeight: Int, largeWidth: Int, channels: Int) {
-        (self.largeHeight, self.largeWidth, self.channels) = (largeHeight, largeWidth, channels)
-    }
 
     var smallHeight: Int { largeHeight / 2 }
     var smallWidth: Int { largeWidth / 2 }
@@ -70,7 +64,7 @@ public struct PatchGeometry {
     }
 
     /// columns [N·h·w, 16·C] ← patches of large [N, H, W, C]; taps that fall in the padding are 0.
-    public func im2col(_ large: UnsafePointer<Float>, _ columns: UnsafeMutablePointer<Float>, batch: Int) {
+    func im2col(_ large: UnsafePointer<Float>, _ columns: UnsafeMutablePointer<Float>, batch: Int) {
         let c = channels, length = 4 * c
         forEachRun(batch: batch, inside: { run, pixel, taps in
             let destination = columns + run
@@ -82,24 +76,6 @@ public struct PatchGeometry {
         }, padding: { run in
             for i in 0..<length { columns[run + i] = 0 }
         })
-    }
-
-    /// C[m, n] = op(columns) · B + beta · C, columns = im2col(large) of `batch` images, B not
-    /// transposed. float32 expects the caller to have written im2col(large) into `columns`
-    /// (Precision.packsPatches is false); bfloat16 packs the patches straight from `large` into
-    /// its bfloat16 panels (the same bits as im2col then gemm) and leaves `columns` alone.
-    public func patchGEMM(_ precision: Precision, transposeA: Bool = false, m: Int, n: Int, k: Int,
-                          _ large: UnsafePointer<Float>, columns: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-                          ldb: Int, beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
-        switch precision {
-        case .float32:
-            gemm(precision, transposeA: transposeA, m: m, n: n, k: k, columns, lda: patchSize, b, ldb: ldb,
-                 beta: beta, c, ldc: ldc)
-        case .bfloat16:
-            let patches = bf16_patches(image: large, height: Int32(largeHeight), width: Int32(largeWidth),
-                                       channels: Int32(channels))
-            bf16_gemm_patches(transposeA, Int32(m), Int32(n), Int32(k), patches, b, Int32(ldb), beta, c, Int32(ldc))
-        }
     }
 
     /// large [N, H, W, C] += scatter of columns [N·h·w, 16·C]: the adjoint of `im2col`.
