@@ -28,8 +28,12 @@ let package = Package(
         .systemLibrary(name: "CPNG", path: "Sources/CBindings/CPNG", pkgConfig: "libpng",
                        providers: [.apt(["libpng-dev"])]),
 
+        // Hand-written kernels in C: a bfloat16 GEMM on AVX512_BF16 (its functions compiled for
+        // those instructions alone, and called only after a CPUID check).
+        .target(name: "Kernels", path: "Sources/Kernels", cSettings: [.unsafeFlags(["-O3"])]),
+
         // The numerical engine: tensors, layers, the VAE, its loss, Adam, random numbers.
-        .target(name: "VAEEngine", dependencies: ["CBLAS"], path: "Sources/Engine", swiftSettings: uncheckedInRelease),
+        .target(name: "VAEEngine", dependencies: ["CBLAS", "Kernels"], path: "Sources/Engine", swiftSettings: uncheckedInRelease),
         // Data: CelebA preparation, the dataset file, synthetic faces, sharded batches, images.
         .target(name: "VAEData", dependencies: ["VAEEngine", "CTurboJPEG", "CPNG"], path: "Sources/Data"),
         // Cluster communication: MPI, or a single local process when not launched by mpirun.

@@ -7,12 +7,13 @@ import VAETraining
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure training speed on generated faces, against this machine's SGEMM rate.",
+        abstract: "Measure training speed on generated faces, against this machine's GEMM rates.",
         discussion: """
             Trains the model (default: the 'seed' preset at batch 64) on synthetic faces and prints \
             steady-state training images/s (after --warmup steps, median of --repeats runs), the GFLOP/s \
             that rate means from the model's analytic FLOP count (about 85 MFLOP per image), and the \
-            SGEMM rate of a large square product measured in the same run.
+            GEMM rate of a large square product measured in the same run, in float32 (OpenBLAS) and, \
+            on a CPU with AVX512_BF16, in bfloat16 (the kernel --precision bf16 uses).
 
             Under mpirun every rank trains on its piece of each global batch and the ranks allreduce \
             their gradients, exactly as 'vae train' does; rank 0 reports the global rate, the \
@@ -25,6 +26,8 @@ struct Bench: ParsableCommand {
             """)
 
     @OptionGroup var model: ModelOptions
+
+    @OptionGroup var precision: PrecisionOption
 
     @Option(help: "Images per step.")
     var batch = 64
@@ -77,13 +80,14 @@ struct Bench: ParsableCommand {
             guard batch >= communicator.size else {
                 throw ValidationError("--batch \(batch) is smaller than the \(communicator.size) ranks")
             }
+            try precision.precision.validate()
             return try model.config()
         }
         BLAS.threads = blasThreads
         let piece = EpochPlan.pieceRange(batchSize: batch, rank: communicator.rank, ranks: communicator.size)
         let leaf = leaf ?? StepRunner.defaultLeaf(globalBatch: batch, workers: communicator.size * threads)
         let modelBatch = StepRunner.modelBatch(globalBatch: batch, ranks: communicator.size, leaf: leaf)
-        let vae = try VAE(config: config, maxBatch: modelBatch)
+        let vae = try VAE(config: config, maxBatch: modelBatch, precision: precision.precision)
         vae.parameters.initialize(seed: 1)
         let runner = try StepRunner(model: vae, optimizer: Adam(parameterCount: vae.parameters.count),
                                     communicator: communicator, globalBatch: batch, seed: 1, leaf: leaf, threads: threads)
@@ -94,9 +98,12 @@ struct Bench: ParsableCommand {
         report("model: \(model.preset): \(config.summary); \(vae.parameters.count) parameters; "
                + String(format: "%.1f MFLOP per image (forward + backward)", flops / 1e6))
         report("\(communicator.description); \(runner.threads) thread(s) per rank; leaves of \(leaf) images; "
-               + "BLAS: \(BLAS.configuration), \(BLAS.threads) thread(s) per thread")
-        let peak = BLAS.measurePeakGFLOPS()
-        report(String(format: "SGEMM 1536x1536x1536 on one rank: %.1f GFLOP/s", peak))
+               + "BLAS: \(BLAS.configuration), \(BLAS.threads) thread(s) per thread; GEMM operands \(precision.precision.rawValue)")
+        // Both peaks where the machine has both, whichever precision trains.
+        let peaks = Precision.allCases.filter(\.isAvailable).map { ($0, BLAS.measurePeakGFLOPS($0)) }
+        for (precision, peak) in peaks {
+            report(String(format: "GEMM 1536x1536x1536 in %@ on one rank: %.1f GFLOP/s", precision.rawValue, peak))
+        }
 
         var step = 0
         func train(steps count: Int) throws {
@@ -125,10 +132,13 @@ struct Bench: ParsableCommand {
             report(String(format: "allreduce of %.1f MB of gradients: %.2f ms; %.1f%% of training time",
                           Double(4 * vae.parameters.count) / 1e6, 1000 * allreduceSeconds(runner), 100 * median(reduceShares)))
         }
-        // The peak was measured with one thread's OpenBLAS threads; every thread of every rank has one.
-        let peaks = communicator.size * runner.threads
-        report(String(format: "training: %.0f images/s (median of %d), %.1f GFLOP/s = %.0f%% of %d x SGEMM peak",
-                      rate, repeats, achieved, 100 * achieved / (peak * Double(peaks)), peaks))
+        // The peaks were measured on one thread (with its OpenBLAS threads); every thread of every rank has one.
+        let workers = communicator.size * runner.threads
+        let shares = peaks.map { precision, peak in
+            String(format: "%.0f%% of %d x %@ GEMM peak", 100 * achieved / (peak * Double(workers)), workers, precision.rawValue)
+        }
+        report(String(format: "training: %.0f images/s (median of %d), %.1f GFLOP/s = ", rate, repeats, achieved)
+               + shares.joined(separator: ", "))
     }
 
     /// Median time of one allreduce of the whole gradient buffer, alone.

@@ -45,6 +45,8 @@ struct Train: ParsableCommand {
 
     @OptionGroup var model: ModelOptions
 
+    @OptionGroup var precision: PrecisionOption
+
     @Option(help: "Passes over the training partition.")
     var epochs = 15
 
@@ -170,6 +172,7 @@ struct Train: ParsableCommand {
         options.threads = threads ?? (ranks > 1 ? 1 : ProcessInfo.processInfo.activeProcessorCount)
         options.leaf = leaf
         options.sampleEvery = sampleEvery
+        options.precision = precision.precision
         try options.validate(ranks: ranks)
         return (try model.config(), options)
     }

@@ -1,13 +1,47 @@
 import CBLAS
+import Kernels
 
-/// Row-major single-precision GEMM: C[m,n] = op(A)[m,k] · op(B)[k,n] + beta · C.
+/// The number format of the GEMM operands. Parameters, activations, gradients, Adam's moments and
+/// the loss are float32 either way.
+///   float32:  OpenBLAS' SGEMM, the default and the reference.
+///   bfloat16: each operand rounded to bfloat16 (round to nearest even) as it is packed, products
+///             summed in float32 (Kernels' bf16_gemm on AVX512_BF16): twice the multiply-adds of
+///             a float32 FMA per instruction, with 8 bits of mantissa per operand.
+public enum Precision: String, CaseIterable, Codable, Sendable {
+    case float32 = "fp32", bfloat16 = "bf16"
+
+    /// Whether this machine runs it: bfloat16 needs AVX512_BF16 (CPUID, checked once).
+    public var isAvailable: Bool {
+        switch self {
+        case .float32: true
+        case .bfloat16: Precision.bfloat16Available
+        }
+    }
+
+    private static let bfloat16Available = bf16_gemm_available()
+
+    /// Throws unless this machine runs it.
+    public func validate() throws {
+        guard isAvailable else {
+            throw ConfigError("precision \(rawValue) needs a CPU with AVX512_BF16 (and an OS that saves the zmm registers); this one has not")
+        }
+    }
+}
+
+/// Row-major GEMM: C[m,n] = op(A)[m,k] · op(B)[k,n] + beta · C, operands in `precision`.
 /// `lda`, `ldb`, `ldc` are the row strides of A, B and C as stored (before any transpose).
+/// Every product of the engine goes through here.
 @inline(__always)
-func gemm(transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int,
-          _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
-          beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
-    cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-                Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+public func gemm(_ precision: Precision, transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int,
+                 _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
+                 beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
+    switch precision {
+    case .float32:
+        cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    case .bfloat16:
+        bf16_gemm(transposeA, transposeB, Int32(m), Int32(n), Int32(k), a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
 }
 
 /// Row-major double-precision GEMM, C[m,n] = op(A)[m,k] · op(B)[k,n] + beta · C, for the small
@@ -29,16 +63,16 @@ public enum BLAS {
         String(cString: openblas_get_config())
     }
 
-    /// Measures this machine's sustained SGEMM rate with a large square product, in GFLOP/s
-    /// (median of `repeats` timed products after one warm-up).
-    public static func measurePeakGFLOPS(size: Int = 1536, repeats: Int = 5) -> Double {
+    /// Measures this machine's sustained GEMM rate in `precision` with a large square product, in
+    /// GFLOP/s (median of `repeats` timed products after one warm-up).
+    public static func measurePeakGFLOPS(_ precision: Precision = .float32, size: Int = 1536, repeats: Int = 5) -> Double {
         let a = FloatBuffer(count: size * size), b = FloatBuffer(count: size * size), c = FloatBuffer(count: size * size)
         Philox(seed: 7, stream: .sampling).fillUniform(a.pointer, count: a.count, low: -1, high: 1, tag: 0, row: 0)
         Philox(seed: 7, stream: .sampling).fillUniform(b.pointer, count: b.count, low: -1, high: 1, tag: 1, row: 0)
         var seconds: [Double] = []
         for attempt in 0...repeats {
             let start = monotonicSeconds()
-            gemm(m: size, n: size, k: size, a.pointer, lda: size, b.pointer, ldb: size, beta: 0, c.pointer, ldc: size)
+            gemm(precision, m: size, n: size, k: size, a.pointer, lda: size, b.pointer, ldb: size, beta: 0, c.pointer, ldc: size)
             if attempt > 0 { seconds.append(monotonicSeconds() - start) }
         }
         let flops = 2.0 * Double(size) * Double(size) * Double(size)

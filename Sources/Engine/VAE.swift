@@ -13,6 +13,8 @@ public final class VAE {
     public let config: ModelConfig
     public let maxBatch: Int
     public let parameters: ParameterStore
+    /// The number format of every layer's GEMM operands.
+    public let precision: Precision
 
     public let encoder: [Conv2D]
     public let muHead: Dense, logvarHead: Dense
@@ -30,11 +32,14 @@ public final class VAE {
 
     /// A model with parameters of its own, or, with `primary`, a replica for another thread: it
     /// reads the primary's parameter values and has its own activations and gradient buffer.
-    public init(config: ModelConfig, maxBatch: Int, sharingParametersWith primary: VAE? = nil) throws {
+    public init(config: ModelConfig, maxBatch: Int, precision: Precision = .float32,
+                sharingParametersWith primary: VAE? = nil) throws {
         try config.validate()
+        try precision.validate()
         guard maxBatch > 0 else { throw ConfigError("batch size must be positive, got \(maxBatch)") }
         self.config = config
         self.maxBatch = maxBatch
+        self.precision = precision
         let parameters = ParameterStore()
         self.parameters = parameters
 
@@ -42,24 +47,26 @@ public final class VAE {
         var size = config.imageSize, channels = config.imageChannels
         for (i, outChannels) in config.encoderChannels.enumerated() {
             encoder.append(Conv2D(name: "enc_conv\(i + 1)", height: size, width: size, inChannels: channels,
-                                  outChannels: outChannels, maxBatch: maxBatch, parameters: parameters))
+                                  outChannels: outChannels, maxBatch: maxBatch, parameters: parameters, precision: precision))
             size /= 2
             channels = outChannels
         }
         self.encoder = encoder
-        muHead = Dense(name: "enc_mu", inputs: config.bottleneckValues, outputs: config.latent, parameters: parameters)
+        muHead = Dense(name: "enc_mu", inputs: config.bottleneckValues, outputs: config.latent, parameters: parameters,
+                       precision: precision)
         logvarHead = Dense(name: "enc_logvar", inputs: config.bottleneckValues, outputs: config.latent,
-                           parameters: parameters)
+                           parameters: parameters, precision: precision)
         reparameterize = Reparameterize(latent: config.latent, maxBatch: maxBatch)
 
         let widths = [config.latent] + config.decoderWidths + [config.bottleneckValues]
         decoderDense = (1..<widths.count).map {
-            Dense(name: "dec_fc\($0)", inputs: widths[$0 - 1], outputs: widths[$0], parameters: parameters)
+            Dense(name: "dec_fc\($0)", inputs: widths[$0 - 1], outputs: widths[$0], parameters: parameters,
+                  precision: precision)
         }
         var decoder: [ConvTranspose2D] = []
         for (i, outChannels) in config.decoderChannels.enumerated() {
             decoder.append(ConvTranspose2D(name: "dec_deconv\(i + 1)", height: size, width: size, inChannels: channels,
-                                           outChannels: outChannels, maxBatch: maxBatch, parameters: parameters))
+                                           outChannels: outChannels, maxBatch: maxBatch, parameters: parameters, precision: precision))
             size *= 2
             channels = outChannels
         }

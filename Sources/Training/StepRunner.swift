@@ -88,7 +88,8 @@ public final class StepRunner {
         self.threads = min(threads, GradientTree.leaves(largestPiece, leaf: leaf))
         // Replicas only ever run one leaf (the first model may be larger, e.g. to draw image grids).
         let replicas = try (1..<self.threads).map { _ in
-            try VAE(config: model.config, maxBatch: min(largestPiece, leaf), sharingParametersWith: model)
+            try VAE(config: model.config, maxBatch: min(largestPiece, leaf), precision: model.precision,
+                    sharingParametersWith: model)
         }
         tree = GradientTree(models: [model] + replicas, values: model.parameters.count + StepRunner.tailSlots,
                             largestPiece: largestPiece, leaf: leaf)

@@ -38,6 +38,8 @@ public struct TrainingOptions: Codable, Sendable {
     /// Steps between extra grids of reconstructions and samples (PNG and TensorBoard) within
     /// epochs; nil: at the end of every epoch only.
     public var sampleEvery: Int?
+    /// The number format of the GEMM operands; everything else is float32 either way.
+    public var precision = Precision.float32
 
     public init(data: String, runDirectory: String) {
         self.data = data
@@ -61,6 +63,7 @@ public struct TrainingOptions: Codable, Sendable {
             throw TrainingError("--lr must be a positive number, got \(learningRate)")
         }
         if let leaf { try StepRunner.validateLeaf(leaf) }
+        try precision.validate()
     }
 }
 
@@ -144,7 +147,7 @@ public final class Trainer {
         totalSteps = min(options.epochs * stepsPerEpoch, options.maxSteps ?? Int.max)
         // The grids decode two rows of images.
         let modelBatch = StepRunner.modelBatch(globalBatch: options.batch, ranks: communicator.size, leaf: leaf)
-        model = try VAE(config: config, maxBatch: max(modelBatch, 2 * Trainer.gridColumns))
+        model = try VAE(config: config, maxBatch: max(modelBatch, 2 * Trainer.gridColumns), precision: options.precision)
         optimizer = Adam(parameterCount: model.parameters.count, learningRate: options.learningRate)
         runner = try StepRunner(model: model, optimizer: optimizer, communicator: communicator,
                                 globalBatch: options.batch, seed: options.seed, leaf: leaf, threads: options.threads)

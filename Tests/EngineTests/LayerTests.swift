@@ -36,35 +36,56 @@ extension ConvTranspose2D: PatchLayer {}
     /// Three images, processed one per GEMM (a 1-byte patch budget), so that chunking is exercised.
     let n = 3
 
+    /// The precisions this machine runs (bfloat16 needs AVX512_BF16; BFloat16GEMMTests says when it
+    /// is skipped).
+    static let precisions = Precision.allCases.filter(\.isAvailable)
+
+    /// Relative error allowed against the Float64 reference: float32 as before (forward 1e-5,
+    /// gradients 1e-4). In bfloat16 each GEMM operand is rounded to 8 significant bits, a relative
+    /// error of at most 2^-9, so each product is off by at most about 2^-8 of itself. The tests'
+    /// values are independent and uniform in [-1, 1]: the errors of the K products of a sum add
+    /// up like a random walk, about 2^-8·√K·rms(a·b), while the largest of the many outputs,
+    /// which `relativeError` divides by, is about 3·√K·rms(a·b); the largest error of a hundred
+    /// or so outputs is about 3 times the typical one. That makes about 2^-8 (4e-3) expected at
+    /// the worst element (these tests see 1.2e-3 to 3.3e-3); 1e-2 leaves a factor of 2.5 and is far
+    /// below the O(1) error of a wrong gradient (a transposed operand, a wrong sign or index).
+    /// The GEMM itself is held to float32 rounding in BFloat16GEMMTests. Finite differences run
+    /// in Float64 on the exact reference: they see no rounding of their own.
+    static func tolerance(_ precision: Precision, float32: Double) -> Double {
+        precision == .float32 ? float32 : 1e-2
+    }
+
     /// [3, 6, 6, Cin] → [3, 3, 3, Cout]: odd output sides exercise both padded borders; few and
     /// many channels exercise the short and long copy runs of im2col and col2im.
-    @Test(arguments: [(3, 4), (16, 5)])
-    func conv2DForwardAndBackward(ci: Int, co: Int) {
+    @Test(arguments: [(3, 4), (16, 5)], LayerTests.precisions)
+    func conv2DForwardAndBackward(channels: (ci: Int, co: Int), precision: Precision) {
+        let (ci, co) = channels
         let (h, w) = (6, 6)
         let store = ParameterStore()
         let conv = Conv2D(name: "c", height: h, width: w, inChannels: ci, outChannels: co, maxBatch: n, parameters: store,
-                          patchBudget: 1)
+                          patchBudget: 1, precision: precision)
         store.allocate()
-        checkPatchLayer(conv, inputSize: h * w * ci, seed: 1) { x, k, b in
+        checkPatchLayer(conv, inputSize: h * w * ci, seed: 1, precision: precision) { x, k, b in
             Reference.conv(x, n: n, h: h, w: w, ci: ci, k, b, co: co)
         }
     }
 
     /// [3, 3, 3, Cin] → [3, 6, 6, Cout], with few and many channels.
-    @Test(arguments: [(4, 3), (5, 16)])
-    func convTranspose2DForwardAndBackward(ci: Int, co: Int) {
+    @Test(arguments: [(4, 3), (5, 16)], LayerTests.precisions)
+    func convTranspose2DForwardAndBackward(channels: (ci: Int, co: Int), precision: Precision) {
+        let (ci, co) = channels
         let (h, w) = (3, 3)
         let store = ParameterStore()
         let deconv = ConvTranspose2D(name: "d", height: h, width: w, inChannels: ci, outChannels: co, maxBatch: n,
-                                     parameters: store, patchBudget: 1)
+                                     parameters: store, patchBudget: 1, precision: precision)
         store.allocate()
-        checkPatchLayer(deconv, inputSize: h * w * ci, seed: 5) { x, k, b in
+        checkPatchLayer(deconv, inputSize: h * w * ci, seed: 5, precision: precision) { x, k, b in
             Reference.convTranspose(x, n: n, h: h, w: w, ci: ci, k, b, co: co)
         }
     }
 
     /// Forward against `reference`; dx, dK and db against central differences of J = Σ y ⊙ w.
-    private func checkPatchLayer(_ layer: some PatchLayer, inputSize: Int, seed: UInt64,
+    private func checkPatchLayer(_ layer: some PatchLayer, inputSize: Int, seed: UInt64, precision: Precision,
                                  reference: ([Double], [Double], [Double]) -> [Double]) {
         let x = randomValues(n * inputSize, seed: seed)
         let k = randomValues(layer.kernel.count, seed: seed + 1), b = randomValues(layer.bias.count, seed: seed + 2)
@@ -76,23 +97,25 @@ extension ConvTranspose2D: PatchLayer {}
         load(weights, into: dy.pointer)
 
         layer.forward(xBuffer.pointer, y.pointer, batch: n)
-        #expect(relativeError(read(y.pointer, ySize), reference(x, k, b)) < 1e-5)
+        let (forwardTolerance, gradientTolerance) = (Self.tolerance(precision, float32: 1e-5),
+                                                     Self.tolerance(precision, float32: 1e-4))
+        #expect(relativeError(read(y.pointer, ySize), reference(x, k, b)) < forwardTolerance)
 
         layer.backward(xBuffer.pointer, dy.pointer, dx.pointer, batch: n)
         let ix = probeIndices(x.count), ik = probeIndices(k.count), ib = probeIndices(b.count)
         let numericX = Reference.numericGradient(x, indices: ix) { dot(reference($0, k, b), weights) }
         let numericK = Reference.numericGradient(k, indices: ik) { dot(reference(x, $0, b), weights) }
         let numericB = Reference.numericGradient(b, indices: ib) { dot(reference(x, k, $0), weights) }
-        #expect(relativeError(ix.map { Double(dx.pointer[$0]) }, numericX) < 1e-4)
-        #expect(relativeError(ik.map { Double(layer.kernel.gradient[$0]) }, numericK) < 1e-4)
-        #expect(relativeError(ib.map { Double(layer.bias.gradient[$0]) }, numericB) < 1e-4)
+        #expect(relativeError(ix.map { Double(dx.pointer[$0]) }, numericX) < gradientTolerance)
+        #expect(relativeError(ik.map { Double(layer.kernel.gradient[$0]) }, numericK) < gradientTolerance)
+        #expect(relativeError(ib.map { Double(layer.bias.gradient[$0]) }, numericB) < gradientTolerance)
     }
 
-    @Test(arguments: [false, true])
-    func denseForwardAndBackward(accumulate: Bool) {
+    @Test(arguments: [false, true], LayerTests.precisions)
+    func denseForwardAndBackward(accumulate: Bool, precision: Precision) {
         let (rows, inputs, outputs) = (3, 5, 7)
         let store = ParameterStore()
-        let dense = Dense(name: "f", inputs: inputs, outputs: outputs, parameters: store)
+        let dense = Dense(name: "f", inputs: inputs, outputs: outputs, parameters: store, precision: precision)
         store.allocate()
         let x = randomValues(rows * inputs, seed: 9)
         let wt = randomValues(inputs * outputs, seed: 10), b = randomValues(outputs, seed: 11)
@@ -105,7 +128,9 @@ extension ConvTranspose2D: PatchLayer {}
 
         dense.forward(xBuffer.pointer, y.pointer, batch: rows)
         let expected = Reference.dense(x, n: rows, inputs: inputs, wt, b, outputs: outputs)
-        #expect(relativeError(read(y.pointer, rows * outputs), expected) < 1e-5)
+        let (forwardTolerance, gradientTolerance) = (Self.tolerance(precision, float32: 1e-5),
+                                                     Self.tolerance(precision, float32: 1e-4))
+        #expect(relativeError(read(y.pointer, rows * outputs), expected) < forwardTolerance)
 
         dense.backward(xBuffer.pointer, dy.pointer, dx.pointer, accumulate: accumulate, batch: rows)
         func objective(_ x: [Double], _ wt: [Double], _ b: [Double]) -> Double {
@@ -115,9 +140,9 @@ extension ConvTranspose2D: PatchLayer {}
         if accumulate { numericX = zip(numericX, prior).map { $0 + $1 } }
         let numericW = Reference.numericGradient(wt, indices: Array(wt.indices)) { objective(x, $0, b) }
         let numericB = Reference.numericGradient(b, indices: Array(b.indices)) { objective(x, wt, $0) }
-        #expect(relativeError(read(dx.pointer, x.count), numericX) < 1e-4)
-        #expect(relativeError(read(dense.weight.gradient, wt.count), numericW) < 1e-4)
-        #expect(relativeError(read(dense.bias.gradient, b.count), numericB) < 1e-4)
+        #expect(relativeError(read(dx.pointer, x.count), numericX) < gradientTolerance)
+        #expect(relativeError(read(dense.weight.gradient, wt.count), numericW) < gradientTolerance)
+        #expect(relativeError(read(dense.bias.gradient, b.count), numericB) < gradientTolerance)
     }
 
     @Test func activationsMatchDefinitions() {

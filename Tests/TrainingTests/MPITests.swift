@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VAEEngine
 @testable import VAETraining
 
 /// The real binary under mpirun: these start several processes, so they run one at a time.
@@ -102,6 +103,22 @@ import Testing
         }
     }
 
+    /// With bfloat16 GEMM operands, 1 process (2 threads) and 2 ranks still train to the same bytes:
+    /// the kernel's blocking is fixed, so each product's bits depend only on its operands. The run
+    /// differs from float32's, so the flag does reach the GEMMs.
+    @Test(.enabled(if: Precision.bfloat16.isAvailable, "this CPU has no AVX512_BF16"))
+    func bfloat16RanksTrainToTheSameBytes() throws {
+        let options = ["--leaf", "32", "--precision", "bf16"]
+        let single = try runCommand(vaeBinary, train("bf16-single", extra: options + ["--threads", "2"]))
+        let ranks = try runMPI(ranks: 2, train("bf16-ranks", extra: options))
+        let float = try runCommand(vaeBinary, train("fp32-single", extra: ["--leaf", "32"]))
+        try #require(single.status == 0 && ranks.status == 0 && float.status == 0, "\(single.error)\(ranks.error)\(float.error)")
+        let checkpoint = try Data(contentsOf: URL(fileURLWithPath: newestCheckpoint("bf16-single")))
+        #expect(checkpoint == (try Data(contentsOf: URL(fileURLWithPath: newestCheckpoint("bf16-ranks")))))
+        #expect(try losses("bf16-single") == losses("bf16-ranks"))
+        #expect(try losses("bf16-single") != losses("fp32-single"))
+    }
+
     @Test func tcpTransportGivesTheSameResult() throws {
         let shared = try runMPI(ranks: 2, train("shared"))
         let tcp = try runMPI(ranks: 2, train("tcp"), mpirunOptions: ["--mca", "btl", "tcp,self"])
@@ -183,6 +200,7 @@ import Testing
         (["--latnet", "3"], "Unknown option '--latnet'"),
         (["--leaf", "3"], "--leaf must be a power of two from 1 to 32, got 3"),
         (["--leaf", "64"], "--leaf must be a power of two from 1 to 32, got 64"),
+        (["--precision", "fp16"], "Please provide one of 'fp32' and 'bf16'"),
         (["--data", "/nonexistent/faces.vaeds"], "/nonexistent/faces.vaeds"),
     ])
     func badInputGetsOneClearLine(arguments: [String], message: String) throws {

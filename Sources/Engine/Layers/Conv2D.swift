@@ -10,6 +10,8 @@ public final class Conv2D {
     let geometry: PatchGeometry
     public let inChannels: Int, outChannels: Int
     public let kernel: Parameter, bias: Parameter
+    /// The number format of its GEMM operands.
+    public let precision: Precision
     /// Images per GEMM.
     let chunk: Int
     /// Patches of one chunk; in backward, then dy · Kᵀ of the chunk.
@@ -17,7 +19,8 @@ public final class Conv2D {
 
     public init(name: String, height: Int, width: Int, inChannels: Int, outChannels: Int,
                 maxBatch: Int, parameters: ParameterStore,
-                patchBudget: Int = PatchGeometry.cacheBudget) {
+                patchBudget: Int = PatchGeometry.cacheBudget, precision: Precision = .float32) {
+        self.precision = precision
         geometry = PatchGeometry(largeHeight: height, largeWidth: width, channels: inChannels)
         self.inChannels = inChannels
         self.outChannels = outChannels
@@ -42,7 +45,7 @@ public final class Conv2D {
         for first in stride(from: 0, to: batch, by: chunk) {
             let images = min(chunk, batch - first), rows = images * outputPixels
             geometry.im2col(x + first * geometry.largeImageSize, columns.pointer, batch: images)
-            gemm(m: rows, n: outChannels, k: geometry.patchSize, columns.pointer, lda: geometry.patchSize,
+            gemm(precision, m: rows, n: outChannels, k: geometry.patchSize, columns.pointer, lda: geometry.patchSize,
                  kernel.value, ldb: outChannels, beta: 1, y + first * outputSize, ldc: outChannels)
         }
     }
@@ -55,11 +58,11 @@ public final class Conv2D {
             let images = min(chunk, batch - first), rows = images * outputPixels
             let dyChunk = dy + first * outputSize
             geometry.im2col(x + first * geometry.largeImageSize, columns.pointer, batch: images)
-            gemm(transposeA: true, m: geometry.patchSize, n: outChannels, k: rows, columns.pointer,
+            gemm(precision, transposeA: true, m: geometry.patchSize, n: outChannels, k: rows, columns.pointer,
                  lda: geometry.patchSize, dyChunk, ldb: outChannels, beta: first == 0 ? 0 : 1,
                  kernel.gradient, ldc: outChannels)
             guard let dx else { continue }
-            gemm(transposeB: true, m: rows, n: geometry.patchSize, k: outChannels, dyChunk, lda: outChannels,
+            gemm(precision, transposeB: true, m: rows, n: geometry.patchSize, k: outChannels, dyChunk, lda: outChannels,
                  kernel.value, ldb: outChannels, beta: 0, columnGradient.pointer, ldc: geometry.patchSize)
             let dxChunk = dx + first * geometry.largeImageSize
             dxChunk.update(repeating: 0, count: images * geometry.largeImageSize)

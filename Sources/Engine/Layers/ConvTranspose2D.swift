@@ -9,6 +9,8 @@ public final class ConvTranspose2D {
     let geometry: PatchGeometry
     public let inChannels: Int, outChannels: Int
     public let kernel: Parameter, bias: Parameter
+    /// The number format of its GEMM operands.
+    public let precision: Precision
     /// Images per GEMM.
     let chunk: Int
     /// x · Kᵀ of one chunk in forward, im2col(dy) of one chunk in backward.
@@ -16,7 +18,8 @@ public final class ConvTranspose2D {
 
     public init(name: String, height: Int, width: Int, inChannels: Int, outChannels: Int,
                 maxBatch: Int, parameters: ParameterStore,
-                patchBudget: Int = PatchGeometry.cacheBudget) {
+                patchBudget: Int = PatchGeometry.cacheBudget, precision: Precision = .float32) {
+        self.precision = precision
         geometry = PatchGeometry(largeHeight: 2 * height, largeWidth: 2 * width, channels: outChannels)
         self.inChannels = inChannels
         self.outChannels = outChannels
@@ -38,7 +41,7 @@ public final class ConvTranspose2D {
         broadcastRows(bias.value, into: y, rows: batch * outputHeight * outputWidth, width: outChannels)
         for first in stride(from: 0, to: batch, by: chunk) {
             let images = min(chunk, batch - first), rows = images * inputPixels
-            gemm(transposeB: true, m: rows, n: geometry.patchSize, k: inChannels, x + first * inputSize,
+            gemm(precision, transposeB: true, m: rows, n: geometry.patchSize, k: inChannels, x + first * inputSize,
                  lda: inChannels, kernel.value, ldb: inChannels, beta: 0, columns.pointer, ldc: geometry.patchSize)
             geometry.col2im(columns.pointer, y + first * outputSize, batch: images)
         }
@@ -52,10 +55,10 @@ public final class ConvTranspose2D {
             let images = min(chunk, batch - first), rows = images * inputPixels
             let xChunk = x + first * inputSize
             geometry.im2col(dy + first * outputSize, columns.pointer, batch: images)
-            gemm(transposeA: true, m: geometry.patchSize, n: inChannels, k: rows, columns.pointer,
+            gemm(precision, transposeA: true, m: geometry.patchSize, n: inChannels, k: rows, columns.pointer,
                  lda: geometry.patchSize, xChunk, ldb: inChannels, beta: first == 0 ? 0 : 1,
                  kernel.gradient, ldc: inChannels)
-            gemm(m: rows, n: inChannels, k: geometry.patchSize, columns.pointer, lda: geometry.patchSize,
+            gemm(precision, m: rows, n: inChannels, k: geometry.patchSize, columns.pointer, lda: geometry.patchSize,
                  kernel.value, ldb: inChannels, beta: 0, dx + first * inputSize, ldc: inChannels)
         }
     }

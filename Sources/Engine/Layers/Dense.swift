@@ -4,8 +4,11 @@
 public final class Dense {
     public let inputs: Int, outputs: Int
     public let weight: Parameter, bias: Parameter
+    /// The number format of its GEMM operands.
+    public let precision: Precision
 
-    public init(name: String, inputs: Int, outputs: Int, parameters: ParameterStore) {
+    public init(name: String, inputs: Int, outputs: Int, parameters: ParameterStore, precision: Precision = .float32) {
+        self.precision = precision
         self.inputs = inputs
         self.outputs = outputs
         weight = parameters.kernel("\(name)/kernel", shape: [inputs, outputs], fanIn: inputs, fanOut: outputs)
@@ -16,16 +19,16 @@ public final class Dense {
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int) {
         broadcastRows(bias.value, into: y, rows: batch, width: outputs)
-        gemm(m: batch, n: outputs, k: inputs, x, lda: inputs, weight.value, ldb: outputs, beta: 1, y, ldc: outputs)
+        gemm(precision, m: batch, n: outputs, k: inputs, x, lda: inputs, weight.value, ldb: outputs, beta: 1, y, ldc: outputs)
     }
 
     public func backward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>?,
                          accumulate: Bool = false, batch: Int) {
-        gemm(transposeA: true, m: inputs, n: outputs, k: batch, x, lda: inputs, dy, ldb: outputs,
+        gemm(precision, transposeA: true, m: inputs, n: outputs, k: batch, x, lda: inputs, dy, ldb: outputs,
              beta: 0, weight.gradient, ldc: outputs)
         sumRows(dy, rows: batch, width: outputs, into: bias.gradient)
         guard let dx else { return }
-        gemm(transposeB: true, m: batch, n: inputs, k: outputs, dy, lda: outputs, weight.value, ldb: outputs,
+        gemm(precision, transposeB: true, m: batch, n: inputs, k: outputs, dy, lda: outputs, weight.value, ldb: outputs,
              beta: accumulate ? 1 : 0, dx, ldc: inputs)
     }
 }

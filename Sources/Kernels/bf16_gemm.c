@@ -1,0 +1,224 @@
+// A packed GEMM in the style of BLIS on AVX512_BF16's vdpbf16ps, which adds the products of a
+// pair of bfloat16 values to each of 16 float32 lanes: acc[j] += a[2j]·b[2j] + a[2j+1]·b[2j+1].
+//
+// Loops, outermost first (blocking fixed, never a function of threads):
+//   jc over n by NC      B block  [KC, NC], packed once per (jc, pc), lives in L2
+//   pc over k by KC        (partial sums go through C in this fixed order)
+//   ic over m by MC      A block  [MC, KC], packed once per (jc, pc, ic), lives in L2
+//   jr over NC by NR     B micro-panel [KC, NR] stays in L1 while
+//   ir over MC by MR       the micro-kernel sweeps the A micro-panels past it.
+// Micro-kernel: an MR x NR tile of C in 2·MR zmm accumulators; per pair of k it loads two zmm of
+// B (32 columns x 2 k) and broadcasts one 32-bit pair of A per row.
+//
+// Packed layouts (bfloat16, zero-padded to whole tiles and to an even k):
+//   A micro-panel: MR rows x KC values, either row-major (pair p of row r at dword r·KC/2 + p),
+//                  a plain conversion of each row of an A stored [m, k], or pair-major (dword
+//                  p·MR + r), two interleaved rows of an A stored [k, m]; the kernel broadcasts
+//                  one dword per row and pair.
+//   B micro-panel: for each pair p, NR dwords (B[2p, j], B[2p+1, j]), j the column.
+#include "Kernels.h"
+
+#include <cpuid.h>
+#include <immintrin.h>
+#include <stdint.h>
+
+enum {
+    MR = 12,   // rows of the C tile: 24 accumulators + 2 of B + a broadcast, of 32 zmm
+    NR = 32,   // columns of the C tile: two zmm of 16 float32
+    KC = 256,  // k per block: a B micro-panel is KC·NR·2 = 16 KB (L1 is 48 KB)
+    MC = 96,   // rows per A block: MC·KC·2 = 48 KB
+    NC = 512,  // columns per B block: KC·NC·2 = 256 KB (L2 is 1 MB)
+};
+
+bool bf16_gemm_available(void) {
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx) || !(ecx & (1u << 27))) return false;  // OSXSAVE
+    unsigned xcr0_low, xcr0_high;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
+    // SSE, AVX, opmask, upper halves of zmm0-15, zmm16-31.
+    const unsigned zmmState = (1u << 1) | (1u << 2) | (1u << 5) | (1u << 6) | (1u << 7);
+    if ((xcr0_low & zmmState) != zmmState) return false;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+    const unsigned f = 1u << 16, bw = 1u << 30, vl = 1u << 31;
+    if ((ebx & (f | bw | vl)) != (f | bw | vl)) return false;
+    __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx);
+    return (eax >> 5) & 1;
+}
+
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))), apply_to = function)
+
+static inline __mmask16 first_lanes(int count) {
+    return count >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count > 0 ? count : 0)) - 1);
+}
+
+/// dst[0..<padded] = bfloat16(src[0..<count]), then zeros; padded is a multiple of 2.
+static inline void convert_row(const float *src, int count, uint16_t *dst, int padded) {
+    for (int i = 0; i < padded; i += 32) {
+        __m512 low = _mm512_maskz_loadu_ps(first_lanes(count - i), src + i);
+        __m512 high = _mm512_maskz_loadu_ps(first_lanes(count - i - 16), src + i + 16);
+        __m512i both = (__m512i)_mm512_cvtne2ps_pbh(high, low);
+        int left = padded - i;
+        __mmask32 store = left >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << left) - 1);
+        _mm512_mask_storeu_epi16(dst + i, store, both);
+    }
+}
+
+/// The source of the zero rows of a partial panel (converted with a count of 0: nothing is read).
+static const float no_values[1] = {0};
+
+/// 16 dwords (first[j], second[j]) in bfloat16, j = 0..15.
+static inline __m512i interleave_pairs(__m512 first, __m512 second) {
+    // Lane l of the interleaved halves takes element l/2 of `first` (l even) or of `second`.
+    const __m512i low_index = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i high_index = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    __m512 low = _mm512_permutex2var_ps(first, low_index, second);
+    __m512 high = _mm512_permutex2var_ps(first, high_index, second);
+    return (__m512i)_mm512_cvtne2ps_pbh(high, low);
+}
+
+/// A block rows [0, mc) x k [0, kc) of op(A) → micro-panels of MR rows, rows past mc zero.
+/// An A stored [m, k] is packed row by row (each row a plain conversion: ROW_MAJOR below); an A
+/// stored [k, m] pair by pair (two rows of storage interleaved: PAIR_MAJOR), the layout each
+/// reads fastest. The micro-kernel takes either.
+static void pack_a(bool transposed, const float *a, int lda, int mc, int kc, uint16_t *packed) {
+    int padded = (kc + 1) & ~1, pairs = padded / 2;
+    for (int panel = 0; panel < mc; panel += MR) {
+        uint16_t *out = packed + panel * KC;
+        int rows = mc - panel < MR ? mc - panel : MR;
+        if (!transposed) {
+            for (int r = 0; r < MR; r++) {
+                convert_row(r < rows ? a + (long)(panel + r) * lda : no_values, r < rows ? kc : 0, out + r * KC, padded);
+            }
+        } else {
+            // Pair p: storage rows 2p and 2p+1, columns panel..panel+rows, interleaved into MR dwords.
+            __mmask16 lanes = first_lanes(rows);
+            for (int p = 0; p < pairs; p++) {
+                const float *row0 = a + (long)(2 * p) * lda + panel;
+                __m512 r0 = _mm512_maskz_loadu_ps(lanes, row0);
+                __m512 r1 = _mm512_maskz_loadu_ps(2 * p + 1 < kc ? lanes : 0, row0 + lda);
+                _mm512_mask_storeu_epi32(out + p * MR * 2, (__mmask16)((1u << MR) - 1), interleave_pairs(r0, r1));
+            }
+        }
+    }
+}
+
+/// B block k [0, kc) x columns [0, nc) of op(B) → micro-panels of NR columns, pairs of k
+/// interleaved, columns past nc and the k past an odd kc zero. A B stored [k, n] interleaves two
+/// storage rows; in a B stored [n, k] a pair is two adjacent values of one storage row, so each
+/// row is converted whole into `rows` (NR rows of KC) and its dwords spread across the panel.
+static void pack_b(bool transposed, const float *b, int ldb, int kc, int nc, uint16_t *packed, uint16_t *rows) {
+    int pairs = (kc + 1) / 2;
+    for (int panel = 0; panel < nc; panel += NR) {
+        uint16_t *out = packed + panel * pairs * 2;
+        int columns = nc - panel < NR ? nc - panel : NR;
+        if (!transposed) {
+            for (int p = 0; p < pairs; p++) {
+                const float *row0 = b + (long)(2 * p) * ldb + panel;
+                bool second = 2 * p + 1 < kc;
+                for (int half = 0; half < NR; half += 16) {
+                    __mmask16 lanes = first_lanes(columns - half);
+                    __m512 r0 = _mm512_maskz_loadu_ps(lanes, row0 + half);
+                    __m512 r1 = _mm512_maskz_loadu_ps(second ? lanes : 0, row0 + ldb + half);
+                    _mm512_storeu_si512(out + (p * NR + half) * 2, interleave_pairs(r0, r1));
+                }
+            }
+        } else {
+            for (int j = 0; j < NR; j++) {
+                convert_row(j < columns ? b + (long)(panel + j) * ldb : no_values, j < columns ? kc : 0, rows + j * KC,
+                            pairs * 2);
+            }
+            // Dword p of row j goes to dword p·NR + j: 16 rows at a time, one gather per pair.
+            const __m512i row_starts = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                                          _mm512_set1_epi32(KC / 2));
+            const int *rows32 = (const int *)rows;
+            for (int p = 0; p < pairs; p++) {
+                for (int half = 0; half < NR; half += 16) {
+                    __m512i pair = _mm512_i32gather_epi32(row_starts, rows32 + half * (KC / 2) + p, 4);
+                    _mm512_storeu_si512(out + (p * NR + half) * 2, pair);
+                }
+            }
+        }
+    }
+}
+
+/// C tile [rows, columns] (at most MR x NR) = A micro-panel · B micro-panel + beta · C,
+/// C not read when beta is 0.
+/// The A micro-panel's pair p of row r is dword r·row_stride + p·pair_stride: (KC/2, 1) for
+/// ROW_MAJOR, (1, MR) for PAIR_MAJOR; constants at each call, so the addresses fold.
+static inline __attribute__((always_inline)) void micro_kernel(
+        int pairs, const uint16_t *a, int row_stride, int pair_stride, const uint16_t *b, float beta,
+        float *c, int ldc, int rows, int columns) {
+    __m512 acc[MR][2];
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    const uint32_t *a32 = (const uint32_t *)a;
+    for (int p = 0; p < pairs; p++) {
+        __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + p * NR * 2);
+        __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + p * NR * 2 + 32);
+        for (int r = 0; r < MR; r++) {
+            __m512bh pair = (__m512bh)_mm512_set1_epi32((int)a32[r * row_stride + p * pair_stride]);
+            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], pair, b0);
+            acc[r][1] = _mm512_dpbf16_ps(acc[r][1], pair, b1);
+        }
+    }
+    // A loop of constant length with the row test inside unrolls fully and keeps the
+    // accumulators in registers (a `break` made the compiler spill all 24 to the stack).
+    __mmask16 lanes0 = first_lanes(columns), lanes1 = first_lanes(columns - 16);
+    __m512 scale = _mm512_set1_ps(beta);
+    for (int r = 0; r < MR; r++) {
+        if (r < rows) {
+            float *row = c + (long)r * ldc;
+            if (beta != 0) {
+                acc[r][0] = _mm512_fmadd_ps(scale, _mm512_maskz_loadu_ps(lanes0, row), acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(scale, _mm512_maskz_loadu_ps(lanes1, row + 16), acc[r][1]);
+            }
+            _mm512_mask_storeu_ps(row, lanes0, acc[r][0]);
+            _mm512_mask_storeu_ps(row + 16, lanes1, acc[r][1]);
+        }
+    }
+}
+
+// Per-thread packing buffers: the engine runs one model replica per thread.
+static _Thread_local uint16_t packed_a[MC * KC] __attribute__((aligned(64)));
+static _Thread_local uint16_t packed_b[KC * NC] __attribute__((aligned(64)));
+static _Thread_local uint16_t converted_b[NR * KC] __attribute__((aligned(64)));
+
+enum { ROW_MAJOR_ROW = KC / 2, ROW_MAJOR_PAIR = 1, PAIR_MAJOR_ROW = 1, PAIR_MAJOR_PAIR = MR };
+
+void bf16_gemm(bool transpose_a, bool transpose_b, int m, int n, int k,
+               const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+    if (k == 0) {
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) c[(long)i * ldc + j] = beta == 0 ? 0 : beta * c[(long)i * ldc + j];
+        return;
+    }
+    for (int jc = 0; jc < n; jc += NC) {
+        int nc = n - jc < NC ? n - jc : NC;
+        for (int pc = 0; pc < k; pc += KC) {
+            int kc = k - pc < KC ? k - pc : KC, pairs = (kc + 1) / 2;
+            const float *b_block = transpose_b ? b + (long)jc * ldb + pc : b + (long)pc * ldb + jc;
+            pack_b(transpose_b, b_block, ldb, kc, nc, packed_b, converted_b);
+            float block_beta = pc == 0 ? beta : 1;
+            for (int ic = 0; ic < m; ic += MC) {
+                int mc = m - ic < MC ? m - ic : MC;
+                const float *a_block = transpose_a ? a + (long)pc * lda + ic : a + (long)ic * lda + pc;
+                pack_a(transpose_a, a_block, lda, mc, kc, packed_a);
+                for (int jr = 0; jr < nc; jr += NR) {
+                    for (int ir = 0; ir < mc; ir += MR) {
+                        const uint16_t *panel_a = packed_a + ir * KC, *panel_b = packed_b + jr * pairs * 2;
+                        float *tile = c + (long)(ic + ir) * ldc + jc + jr;
+                        int rows = mc - ir < MR ? mc - ir : MR, columns = nc - jr < NR ? nc - jr : NR;
+                        if (transpose_a) {
+                            micro_kernel(pairs, panel_a, PAIR_MAJOR_ROW, PAIR_MAJOR_PAIR, panel_b, block_beta, tile, ldc,
+                                         rows, columns);
+                        } else {
+                            micro_kernel(pairs, panel_a, ROW_MAJOR_ROW, ROW_MAJOR_PAIR, panel_b, block_beta, tile, ldc,
+                                         rows, columns);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#pragma clang attribute pop

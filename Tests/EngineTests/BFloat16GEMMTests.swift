@@ -1,0 +1,80 @@
+import Foundation
+import Testing
+import VAEEngine
+
+/// bfloat16 of x, round to nearest even (test values are normal numbers, so no subnormal rule).
+func bfloat16(_ x: Float) -> Float {
+    let bits = x.bitPattern
+    return Float(bitPattern: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) & 0xFFFF_0000)
+}
+
+/// Kernels' bf16_gemm against a Float64 GEMM of the same bfloat16-rounded operands.
+@Suite(.enabled(if: Precision.bfloat16.isAvailable, "this CPU has no AVX512_BF16: the bfloat16 GEMM cannot run"))
+struct BFloat16GEMMTests {
+    /// Odd sizes around the kernel's blocking (tiles of 12 x 32, k blocks of 256, A blocks of 96
+    /// rows, B blocks of 512 columns), and the engine's own small shapes.
+    static let shapes: [(m: Int, n: Int, k: Int)] = [
+        (1, 1, 1), (13, 33, 7), (12, 32, 48), (37, 50, 513), (97, 530, 31), (5, 17, 600), (64, 48, 32),
+    ]
+
+    @Test(arguments: [(false, false), (true, false), (false, true), (true, true)])
+    func agreesWithFloat64OnRoundedOperands(transposeA: Bool, transposeB: Bool) {
+        for (index, shape) in BFloat16GEMMTests.shapes.enumerated() {
+            for beta: Float in [0, 1, 0.5] {
+                check(shape, transposeA: transposeA, transposeB: transposeB, beta: beta, seed: UInt64(index))
+            }
+        }
+    }
+
+    /// Ties between two bfloat16 values go to the even one: 1 + 2^-8 lies halfway between 1 and
+    /// 1 + 2^-7 and becomes 1; 1 + 3·2^-8 lies halfway between 1 + 2^-7 and 1 + 2^-6 and becomes
+    /// 1 + 2^-6. Just above a tie rounds up.
+    @Test func roundsOperandsToNearestEven() {
+        let cases: [(value: Float, expected: Float)] = [
+            (1.00390625, 1), (1.01171875, 1.015625), (1.00390625 + 0x1p-20, 1.0078125), (-1.00390625, -1),
+        ]
+        for (value, expected) in cases {
+            var a = value, b: Float = 1, c: Float = .nan
+            gemm(.bfloat16, m: 1, n: 1, k: 1, &a, lda: 1, &b, ldb: 1, beta: 0, &c, ldc: 1)
+            #expect(c == expected, "\(value) → \(c)")
+        }
+    }
+
+    /// C = op(A) · op(B) + beta · C with row strides wider than the rows (3 spare values), C first
+    /// filled with NaN when beta is 0 (it must not be read). Each element must agree with the
+    /// Float64 sum of the rounded products to float32 accumulation: the products of two bfloat16
+    /// values are exact in float32, and each of the k additions (and the final one of beta · C)
+    /// rounds by at most 2^-24 of a partial sum, which is at most Σ|a·b| + |beta·c|.
+    private func check(_ shape: (m: Int, n: Int, k: Int), transposeA: Bool, transposeB: Bool, beta: Float, seed: UInt64) {
+        let (m, n, k) = shape
+        let (aRows, aColumns) = transposeA ? (k, m) : (m, k)
+        let (bRows, bColumns) = transposeB ? (n, k) : (k, n)
+        let (lda, ldb, ldc) = (aColumns + 3, bColumns + 3, n + 3)
+        let a = randomValues(aRows * lda, seed: 3 * seed + 1).map(Float.init)
+        let b = randomValues(bRows * ldb, seed: 3 * seed + 2).map(Float.init)
+        let c0 = beta == 0 ? [Float](repeating: .nan, count: m * ldc) : randomValues(m * ldc, seed: 3 * seed + 3).map(Float.init)
+        var c = c0
+        gemm(.bfloat16, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a, lda: lda, b, ldb: ldb,
+             beta: beta, &c, ldc: ldc)
+
+        func opA(_ i: Int, _ p: Int) -> Double { Double(bfloat16(transposeA ? a[p * lda + i] : a[i * lda + p])) }
+        func opB(_ p: Int, _ j: Int) -> Double { Double(bfloat16(transposeB ? b[j * ldb + p] : b[p * ldb + j])) }
+        var worst = 0.0
+        for i in 0..<m {
+            for j in 0..<n {
+                var sum = 0.0, magnitude = 0.0
+                for p in 0..<k {
+                    sum += opA(i, p) * opB(p, j)
+                    magnitude += abs(opA(i, p) * opB(p, j))
+                }
+                let old = beta == 0 ? 0 : Double(beta) * Double(c0[i * ldc + j])
+                let bound = Double(k + 1) * 0x1p-24 * (magnitude + abs(old))
+                worst = max(worst, abs(Double(c[i * ldc + j]) - (sum + old)) / bound)
+            }
+            // The spare values at the end of each row stay as they were.
+            #expect(c[(i * ldc + n)..<(i * ldc + ldc)].elementsEqual(c0[(i * ldc + n)..<(i * ldc + ldc)],
+                                                                     by: { $0 == $1 || ($0.isNaN && $1.isNaN) }))
+        }
+        #expect(worst <= 1, "\(shape) transposeA \(transposeA) transposeB \(transposeB) beta \(beta): error \(worst) x bound")
+    }
+}
