@@ -5,8 +5,8 @@
 # Tests that need CelebA read CELEBA_DIR (default ../shared/celeba-sample) and are skipped, saying
 # so, where it is absent; with CI=true they fail instead. So do the tests that need python3 with
 # NumPy (which setup.sh installs).
-# Measured on the project's 2-core machine from a fresh clone: about 3 minutes for the release pass
-# and 21 for the debug pass (which runs the unoptimised binary under mpirun), builds included.
+# Measured on the project's 2-core machine from a fresh clone: about 4 minutes for the release pass
+# and 23 for the debug pass (which runs the unoptimised binary under mpirun), builds included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 launch/setup.sh
