@@ -53,6 +53,16 @@ func partitionImages(_ partition: String, of dataset: Dataset) throws -> [Int32]
     return images
 }
 
+/// The directions read from --directions (`read`), or else computed over the training partition
+/// by every rank together, as 'vae attributes' does.
+func attributeDirections(_ read: AttributeDirections?, model: VAE, dataset: Dataset,
+                         communicator: Communicator) throws -> AttributeDirections {
+    try read ?? collectively(communicator) {
+        try AttributeDirections.compute(model: model, dataset: dataset, indices: try partitionImages("train", of: dataset),
+                                        partition: "train", communicator: communicator)
+    }
+}
+
 /// Refuses a --partition other than train, valid, test or all.
 func validatePartition(_ partition: String) throws {
     guard partition == "all" || Partition(name: partition) != nil else {
@@ -381,10 +391,7 @@ struct Edit: ParsableCommand {
                 if let found { _ = try attribute.map(found.direction) }
                 return (dataset, vae, index, found)
             }
-            let chosen = try found ?? collectively(communicator) {
-                try AttributeDirections.compute(model: vae, dataset: dataset, indices: try partitionImages("train", of: dataset),
-                                                partition: "train", communicator: communicator)
-            }
+            let chosen = try attributeDirections(found, model: vae, dataset: dataset, communicator: communicator)
             let rows = try collectively(communicator) { try attribute.map(chosen.direction) }
             guard communicator.isRoot else { return }
             let mean = LatentSpace.encode([index], dataset: dataset, model: vae).means

@@ -82,10 +82,7 @@ struct Judge: ParsableCommand {
                 }
                 return (dataset, vae, names, heldOut, try directions.map { try AttributeDirections.read(from: $0, latent: vae.config.latent) })
             }
-            let chosen = try found ?? collectively(communicator) {
-                try AttributeDirections.compute(model: vae, dataset: dataset, indices: try partitionImages("train", of: dataset),
-                                                partition: "train", communicator: communicator)
-            }
+            let chosen = try attributeDirections(found, model: vae, dataset: dataset, communicator: communicator)
             guard communicator.isRoot else { return }
             let judge = try AttributeJudge(names: names, dataset: dataset, indices: try partitionImages("train", of: dataset))
             let rows = EditJudgement.measure(model: vae, dataset: dataset, images: heldOut, judge: judge,
