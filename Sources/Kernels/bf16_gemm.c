@@ -1,12 +1,7 @@
 // A packed GEMM in the style of BLIS on AVX512_BF16's vdpbf16ps, which adds the products of a
 // pair of bfloat16 values to each of 16 float32 lanes: acc[j] += a[2j]·b[2j] + a[2j+1]·b[2j+1].
+// The loop nest (shared with f32_gemm.c) is in packed_gemm.h.
 //
-// Loops, outermost first (blocking fixed, never a function of threads):
-//   jc over n by NC      B block  [KC, NC], packed once per (jc, pc), lives in L2
-//   pc over k by KC        (partial sums go through C in this fixed order)
-//   ic over m by MC      A block  [MC, KC], packed once per (jc, pc, ic), lives in L2
-//   jr over NC by NR     B micro-panel [KC, NR] stays in L1 while
-//   ir over MC by MR       the micro-kernel sweeps the A micro-panels past it.
 // Micro-kernel: an MR x NR tile of C in 2·MR zmm accumulators; per pair of k it loads two zmm of
 // B (32 columns x 2 k) and broadcasts one 32-bit pair of A per row.
 //
@@ -22,34 +17,20 @@
 #include <immintrin.h>
 #include <stdint.h>
 
-enum {
-    MR = 12,   // rows of the C tile: 24 accumulators + 2 of B + a broadcast, of 32 zmm
-    NR = 32,   // columns of the C tile: two zmm of 16 float32
-    KC = 256,  // k per block: a B micro-panel is KC·NR·2 = 16 KB (L1 is 48 KB)
-    MC = 96,   // rows per A block: MC·KC·2 = 48 KB
-    NC = 512,  // columns per B block: KC·NC·2 = 256 KB (L2 is 1 MB)
-};
 
 bool bf16_gemm_available(void) {
+    if (!f32_gemm_available()) return false;  // AVX512F, and the OS saves the zmm registers
     unsigned eax, ebx, ecx, edx;
-    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx) || !(ecx & (1u << 27))) return false;  // OSXSAVE
-    unsigned xcr0_low, xcr0_high;
-    __asm__ volatile("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
-    // SSE, AVX, opmask, upper halves of zmm0-15, zmm16-31.
-    const unsigned zmmState = (1u << 1) | (1u << 2) | (1u << 5) | (1u << 6) | (1u << 7);
-    if ((xcr0_low & zmmState) != zmmState) return false;
-    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
-    const unsigned f = 1u << 16, bw = 1u << 30, vl = 1u << 31;
-    if ((ebx & (f | bw | vl)) != (f | bw | vl)) return false;
+    __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx);
+    const unsigned bw = 1u << 30, vl = 1u << 31;
+    if ((ebx & (bw | vl)) != (bw | vl)) return false;
     __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx);
     return (eax >> 5) & 1;
 }
 
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))), apply_to = function)
 
-static inline __mmask16 first_lanes(int count) {
-    return count >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count > 0 ? count : 0)) - 1);
-}
+#include "packed_gemm.h"
 
 /// dst[0..<padded] = bfloat16(src[0..<count]), then zeros; padded is a multiple of 2.
 static inline void convert_row(const float *src, int count, uint16_t *dst, int padded) {
@@ -80,10 +61,10 @@ static inline __m512i interleave_pairs(__m512 first, __m512 second) {
 /// An A stored [m, k] is packed row by row (each row a plain conversion: ROW_MAJOR below); an A
 /// stored [k, m] pair by pair (two rows of storage interleaved: PAIR_MAJOR), the layout each
 /// reads fastest. The micro-kernel takes either.
-static void pack_a(bool transposed, const float *a, int lda, int mc, int kc, uint16_t *packed) {
+static void pack_a(bool transposed, const float *a, int lda, int mc, int kc, void *packed) {
     int padded = (kc + 1) & ~1, pairs = padded / 2;
     for (int panel = 0; panel < mc; panel += MR) {
-        uint16_t *out = packed + panel * KC;
+        uint16_t *out = (uint16_t *)packed + panel * KC;
         int rows = mc - panel < MR ? mc - panel : MR;
         if (!transposed) {
             for (int r = 0; r < MR; r++) {
@@ -163,17 +144,8 @@ static inline __attribute__((always_inline)) void micro_kernel(
     // A loop of constant length with the row test inside unrolls fully and keeps the
     // accumulators in registers (a `break` made the compiler spill all 24 to the stack).
     __mmask16 lanes0 = first_lanes(columns), lanes1 = first_lanes(columns - 16);
-    __m512 scale = _mm512_set1_ps(beta);
     for (int r = 0; r < MR; r++) {
-        if (r < rows) {
-            float *row = c + (long)r * ldc;
-            if (beta != 0) {
-                acc[r][0] = _mm512_fmadd_ps(scale, _mm512_maskz_loadu_ps(lanes0, row), acc[r][0]);
-                acc[r][1] = _mm512_fmadd_ps(scale, _mm512_maskz_loadu_ps(lanes1, row + 16), acc[r][1]);
-            }
-            _mm512_mask_storeu_ps(row, lanes0, acc[r][0]);
-            _mm512_mask_storeu_ps(row + 16, lanes1, acc[r][1]);
-        }
+        if (r < rows) update_tile_row(acc[r][0], acc[r][1], beta, c + (long)r * ldc, lanes0, lanes1);
     }
 }
 
@@ -182,43 +154,27 @@ static _Thread_local uint16_t packed_a[MC * KC] __attribute__((aligned(64)));
 static _Thread_local uint16_t packed_b[KC * NC] __attribute__((aligned(64)));
 static _Thread_local uint16_t converted_b[NR * KC] __attribute__((aligned(64)));
 
+/// pack_b with this thread's buffer for the converted rows of a B stored [n, k].
+static void pack_b_block(bool transposed, const float *b, int ldb, int kc, int nc, void *packed) {
+    pack_b(transposed, b, ldb, kc, nc, packed, converted_b);
+}
+
 enum { ROW_MAJOR_ROW = KC / 2, ROW_MAJOR_PAIR = 1, PAIR_MAJOR_ROW = 1, PAIR_MAJOR_PAIR = MR };
+
+static inline __attribute__((always_inline)) void tile(bool transposed_a, int kc, const void *a, const void *b, float beta,
+                                                       float *c, int ldc, int rows, int columns) {
+    int pairs = (kc + 1) / 2;
+    if (transposed_a) {
+        micro_kernel(pairs, a, PAIR_MAJOR_ROW, PAIR_MAJOR_PAIR, b, beta, c, ldc, rows, columns);
+    } else {
+        micro_kernel(pairs, a, ROW_MAJOR_ROW, ROW_MAJOR_PAIR, b, beta, c, ldc, rows, columns);
+    }
+}
 
 void bf16_gemm(bool transpose_a, bool transpose_b, int m, int n, int k,
                const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
-    if (k == 0) {
-        for (int i = 0; i < m; i++)
-            for (int j = 0; j < n; j++) c[(long)i * ldc + j] = beta == 0 ? 0 : beta * c[(long)i * ldc + j];
-        return;
-    }
-    for (int jc = 0; jc < n; jc += NC) {
-        int nc = n - jc < NC ? n - jc : NC;
-        for (int pc = 0; pc < k; pc += KC) {
-            int kc = k - pc < KC ? k - pc : KC, pairs = (kc + 1) / 2;
-            const float *b_block = transpose_b ? b + (long)jc * ldb + pc : b + (long)pc * ldb + jc;
-            pack_b(transpose_b, b_block, ldb, kc, nc, packed_b, converted_b);
-            float block_beta = pc == 0 ? beta : 1;
-            for (int ic = 0; ic < m; ic += MC) {
-                int mc = m - ic < MC ? m - ic : MC;
-                const float *a_block = transpose_a ? a + (long)pc * lda + ic : a + (long)ic * lda + pc;
-                pack_a(transpose_a, a_block, lda, mc, kc, packed_a);
-                for (int jr = 0; jr < nc; jr += NR) {
-                    for (int ir = 0; ir < mc; ir += MR) {
-                        const uint16_t *panel_a = packed_a + ir * KC, *panel_b = packed_b + jr * pairs * 2;
-                        float *tile = c + (long)(ic + ir) * ldc + jc + jr;
-                        int rows = mc - ir < MR ? mc - ir : MR, columns = nc - jr < NR ? nc - jr : NR;
-                        if (transpose_a) {
-                            micro_kernel(pairs, panel_a, PAIR_MAJOR_ROW, PAIR_MAJOR_PAIR, panel_b, block_beta, tile, ldc,
-                                         rows, columns);
-                        } else {
-                            micro_kernel(pairs, panel_a, ROW_MAJOR_ROW, ROW_MAJOR_PAIR, panel_b, block_beta, tile, ldc,
-                                         rows, columns);
-                        }
-                    }
-                }
-            }
-        }
-    }
+    packed_gemm(2, sizeof(uint16_t), pack_a, pack_b_block, tile, packed_a, packed_b, transpose_a, transpose_b, m, n, k, a, lda, b,
+                ldb, beta, c, ldc);
 }
 
 #pragma clang attribute pop

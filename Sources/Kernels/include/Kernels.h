@@ -17,4 +17,14 @@ bool bf16_gemm_available(void);
 void bf16_gemm(bool transpose_a, bool transpose_b, int m, int n, int k,
                const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
+/// Whether this CPU and its operating system run AVX-512 code: CPUID leaf 7 reports AVX512F and
+/// XGETBV shows that the OS saves the opmask and zmm registers.
+bool f32_gemm_available(void);
+
+/// Row-major C[m,n] = op(A)[m,k] · op(B)[k,n] + beta · C in float32 (AVX-512 FMA), with the
+/// arguments of bf16_gemm. Single-threaded; the blocking is fixed, so the result's bits depend
+/// only on the arguments. Call only when f32_gemm_available().
+void f32_gemm(bool transpose_a, bool transpose_b, int m, int n, int k,
+              const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
 #endif
