@@ -46,7 +46,7 @@ let package = Package(
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/CLI"),
 
-        .testTarget(name: "EngineTests", dependencies: ["VAEEngine"], path: "Tests/EngineTests"),
+        .testTarget(name: "EngineTests", dependencies: ["VAEEngine", "Kernels"], path: "Tests/EngineTests"),
         .testTarget(name: "DataTests", dependencies: ["VAEData", "VAEEngine"], path: "Tests/DataTests"),
         .testTarget(name: "TrainingTests", dependencies: ["VAETraining", "VAEEngine", "VAEData", "VAECluster"],
                     path: "Tests/TrainingTests"),

@@ -1,4 +1,5 @@
 import Foundation
+import Kernels
 import Testing
 import VAEEngine
 
@@ -21,7 +22,7 @@ struct BFloat16GEMMTests {
     func agreesWithFloat64OnRoundedOperands(transposeA: Bool, transposeB: Bool) {
         for (index, shape) in BFloat16GEMMTests.shapes.enumerated() {
             for beta: Float in [0, 1, 0.5] {
-                check(shape, transposeA: transposeA, transposeB: transposeB, beta: beta, seed: UInt64(index))
+                checkKernel(.bf16, shape, transposeA: transposeA, transposeB: transposeB, beta: beta, seed: UInt64(index))
             }
         }
     }
@@ -39,42 +40,74 @@ struct BFloat16GEMMTests {
             #expect(c == expected, "\(value) → \(c)")
         }
     }
+}
 
-    /// C = op(A) · op(B) + beta · C with row strides wider than the rows (3 spare values), C first
-    /// filled with NaN when beta is 0 (it must not be read). Each element must agree with the
-    /// Float64 sum of the rounded products to float32 accumulation: the products of two bfloat16
-    /// values are exact in float32, and each of the k additions (and the final one of beta · C)
-    /// rounds by at most 2^-24 of a partial sum, which is at most Σ|a·b| + |beta·c|.
-    private func check(_ shape: (m: Int, n: Int, k: Int), transposeA: Bool, transposeB: Bool, beta: Float, seed: UInt64) {
-        let (m, n, k) = shape
-        let (aRows, aColumns) = transposeA ? (k, m) : (m, k)
-        let (bRows, bColumns) = transposeB ? (n, k) : (k, n)
-        let (lda, ldb, ldc) = (aColumns + 3, bColumns + 3, n + 3)
-        let a = randomValues(aRows * lda, seed: 3 * seed + 1).map(Float.init)
-        let b = randomValues(bRows * ldb, seed: 3 * seed + 2).map(Float.init)
-        let c0 = beta == 0 ? [Float](repeating: .nan, count: m * ldc) : randomValues(m * ldc, seed: 3 * seed + 3).map(Float.init)
-        var c = c0
+/// A kernel of the package, with the rounding it applies to each operand.
+enum GEMMKernel {
+    case bf16, f32
+
+    func operand(_ x: Float) -> Float { self == .bf16 ? bfloat16(x) : x }
+}
+
+/// C = op(A) · op(B) + beta · C with row strides wider than the rows (3 spare values), C first
+/// filled with NaN when beta is 0 (it must not be read). Each element must agree with the Float64
+/// sum of the (rounded) products to float32 accumulation, within a bound of 2^-24 (half an ulp)
+/// of the largest partial sum, Σ|a·b| + |beta·c|, per rounding:
+///   bf16: products of two bfloat16 values are exact in float32; the k additions and the
+///         final one of beta · C round: k + 1.
+///   f32:  each of the k FMAs rounds once (product and sum together), and so does each k
+///       block's addition to C (blocks of 256, the first with beta · C): k + ⌈k/256⌉.
+func checkKernel(_ kernel: GEMMKernel, _ shape: (m: Int, n: Int, k: Int), transposeA: Bool, transposeB: Bool, beta: Float,
+                 seed: UInt64) {
+    let (m, n, k) = shape
+    let (aRows, aColumns) = transposeA ? (k, m) : (m, k)
+    let (bRows, bColumns) = transposeB ? (n, k) : (k, n)
+    let (lda, ldb, ldc) = (aColumns + 3, bColumns + 3, n + 3)
+    let a = randomValues(aRows * lda, seed: 3 * seed + 1).map(Float.init)
+    let b = randomValues(bRows * ldb, seed: 3 * seed + 2).map(Float.init)
+    let c0 = beta == 0 ? [Float](repeating: .nan, count: m * ldc) : randomValues(m * ldc, seed: 3 * seed + 3).map(Float.init)
+    var c = c0
+    switch kernel {
+    case .bf16:
         gemm(.bfloat16, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a, lda: lda, b, ldb: ldb,
              beta: beta, &c, ldc: ldc)
+    case .f32:
+        f32_gemm(transposeA, transposeB, Int32(m), Int32(n), Int32(k), a, Int32(lda), b, Int32(ldb), beta, &c, Int32(ldc))
+    }
 
-        func opA(_ i: Int, _ p: Int) -> Double { Double(bfloat16(transposeA ? a[p * lda + i] : a[i * lda + p])) }
-        func opB(_ p: Int, _ j: Int) -> Double { Double(bfloat16(transposeB ? b[j * ldb + p] : b[p * ldb + j])) }
-        var worst = 0.0
-        for i in 0..<m {
-            for j in 0..<n {
-                var sum = 0.0, magnitude = 0.0
-                for p in 0..<k {
-                    sum += opA(i, p) * opB(p, j)
-                    magnitude += abs(opA(i, p) * opB(p, j))
-                }
-                let old = beta == 0 ? 0 : Double(beta) * Double(c0[i * ldc + j])
-                let bound = Double(k + 1) * 0x1p-24 * (magnitude + abs(old))
-                worst = max(worst, abs(Double(c[i * ldc + j]) - (sum + old)) / bound)
+    func opA(_ i: Int, _ p: Int) -> Double { Double(kernel.operand(transposeA ? a[p * lda + i] : a[i * lda + p])) }
+    func opB(_ p: Int, _ j: Int) -> Double { Double(kernel.operand(transposeB ? b[j * ldb + p] : b[p * ldb + j])) }
+    var worst = 0.0
+    for i in 0..<m {
+        for j in 0..<n {
+            var sum = 0.0, magnitude = 0.0
+            for p in 0..<k {
+                sum += opA(i, p) * opB(p, j)
+                magnitude += abs(opA(i, p) * opB(p, j))
             }
-            // The spare values at the end of each row stay as they were.
-            #expect(c[(i * ldc + n)..<(i * ldc + ldc)].elementsEqual(c0[(i * ldc + n)..<(i * ldc + ldc)],
-                                                                     by: { $0 == $1 || ($0.isNaN && $1.isNaN) }))
+            let old = beta == 0 ? 0 : Double(beta) * Double(c0[i * ldc + j])
+            let roundings = kernel == .bf16 ? k + 1 : k + (k + 255) / 256
+            let bound = Double(roundings) * 0x1p-24 * (magnitude + abs(old))
+            worst = max(worst, abs(Double(c[i * ldc + j]) - (sum + old)) / bound)
         }
-        #expect(worst <= 1, "\(shape) transposeA \(transposeA) transposeB \(transposeB) beta \(beta): error \(worst) x bound")
+        // The spare values at the end of each row stay as they were.
+        #expect(c[(i * ldc + n)..<(i * ldc + ldc)].elementsEqual(c0[(i * ldc + n)..<(i * ldc + ldc)],
+                                                                 by: { $0 == $1 || ($0.isNaN && $1.isNaN) }))
+    }
+    #expect(worst <= 1, "\(kernel) \(shape) transposeA \(transposeA) transposeB \(transposeB) beta \(beta): error \(worst) x bound")
+}
+
+/// Kernels' f32_gemm against a Float64 GEMM of the same operands.
+@Suite(.enabled(if: f32_gemm_available(), "this CPU has no AVX-512: the float32 kernel cannot run"))
+struct Float32GEMMTests {
+    @Test(arguments: [(false, false), (true, false), (false, true), (true, true)])
+    func agreesWithFloat64(transposeA: Bool, transposeB: Bool) {
+        // bfloat16's shapes (the same blocking), the engine's conv shapes, and more k blocks.
+        let shapes = BFloat16GEMMTests.shapes + [(1024, 32, 48), (48, 32, 1024), (200, 70, 300)]
+        for (index, shape) in shapes.enumerated() {
+            for beta: Float in [0, 1, 0.5] {
+                checkKernel(.f32, shape, transposeA: transposeA, transposeB: transposeB, beta: beta, seed: UInt64(index))
+            }
+        }
     }
 }
