@@ -12,7 +12,7 @@ struct Bench: ParsableCommand {
             Trains the model (default: the 'seed' preset at batch 64) on synthetic faces and prints \
             steady-state training images/s (after --warmup steps, median of --repeats runs), the GFLOP/s \
             that rate means from the model's analytic FLOP count (about 85 MFLOP per image), and the \
-            GEMM rate of a large square product measured in the same run, in float32 (OpenBLAS) and, \
+            GEMM rate of a large square product measured in the same run, in float32 (the kernel fp32 uses) and, \
             on a CPU with AVX512_BF16, in bfloat16 (the kernel --precision bf16 uses).
 
             Under mpirun every rank trains on its piece of each global batch and the ranks allreduce \
@@ -50,7 +50,7 @@ struct Bench: ParsableCommand {
         """, valueName: "n"))
     var leaf: Int?
 
-    @Option(help: "OpenBLAS threads per thread.")
+    @Option(help: "OpenBLAS threads per thread (over 1, float32 products go to OpenBLAS instead of the package's kernel).")
     var blasThreads = 1
 
     @Option(help: "Distinct generated images cycled through.")

@@ -49,8 +49,8 @@ extension Precision: ExpressibleByArgument {}
 /// The number format of the GEMM operands, for the commands that train.
 struct PrecisionOption: ParsableArguments {
     @Option(help: ArgumentHelp("""
-        GEMM operands: fp32 (OpenBLAS, the reference) or bf16 (rounded to bfloat16, products summed \
-        in float32; needs AVX512_BF16). Parameters, Adam, the loss and the gradients stay float32.
+        GEMM operands: fp32 (the reference; the package's AVX-512 kernel, or OpenBLAS) or bf16 \
+        (rounded to bfloat16, products summed in float32; needs AVX512_BF16). Parameters, Adam, the loss and the gradients stay float32.
         """, valueName: "fp32|bf16"))
     var precision = Precision.float32
 }

@@ -96,8 +96,9 @@ struct Train: ParsableCommand {
     var leaf: Int?
 
     @Option(help: ArgumentHelp("""
-        OpenBLAS threads per thread (default: OPENBLAS_NUM_THREADS, else 1). This model's products \
-        are too small to share well: threads or ranks use cores better.
+        OpenBLAS threads per thread (default: OPENBLAS_NUM_THREADS, else 1); over 1, float32 products \
+        go to OpenBLAS instead of the package's one-thread kernel. This model's products are too small \
+        to share well: threads or ranks use cores better.
         """, valueName: "n"))
     var blasThreads: Int?
 
