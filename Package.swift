@@ -28,8 +28,8 @@ let package = Package(
         .systemLibrary(name: "CPNG", path: "Sources/CBindings/CPNG", pkgConfig: "libpng",
                        providers: [.apt(["libpng-dev"])]),
 
-        // Hand-written kernels in C: a bfloat16 GEMM on AVX512_BF16 (its functions compiled for
-        // those instructions alone, and called only after a CPUID check).
+        // Hand-written kernels in C: a bfloat16 GEMM on AVX512_BF16 and a float32 GEMM on AVX-512
+        // (their functions compiled for those instructions alone, and called only after a CPUID check).
         .target(name: "Kernels", path: "Sources/Kernels", cSettings: [.unsafeFlags(["-O3"])]),
 
         // The numerical engine: tensors, layers, the VAE, its loss, Adam, random numbers.
