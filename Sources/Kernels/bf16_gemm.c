@@ -184,40 +184,79 @@ static _Thread_local uint16_t converted_b[NR * KC] __attribute__((aligned(64)));
 
 enum { ROW_MAJOR_ROW = KC / 2, ROW_MAJOR_PAIR = 1, PAIR_MAJOR_ROW = 1, PAIR_MAJOR_PAIR = MR };
 
-void bf16_gemm(bool transpose_a, bool transpose_b, int m, int n, int k,
-               const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
-    if (k == 0) {
-        for (int i = 0; i < m; i++)
-            for (int j = 0; j < n; j++) c[(long)i * ldc + j] = beta == 0 ? 0 : beta * c[(long)i * ldc + j];
-        return;
-    }
-    for (int jc = 0; jc < n; jc += NC) {
-        int nc = n - jc < NC ? n - jc : NC;
-        for (int pc = 0; pc < k; pc += KC) {
-            int kc = k - pc < KC ? k - pc : KC, pairs = (kc + 1) / 2;
-            const float *b_block = transpose_b ? b + (long)jc * ldb + pc : b + (long)pc * ldb + jc;
-            pack_b(transpose_b, b_block, ldb, kc, nc, packed_b, converted_b);
-            float block_beta = pc == 0 ? beta : 1;
-            for (int ic = 0; ic < m; ic += MC) {
-                int mc = m - ic < MC ? m - ic : MC;
-                const float *a_block = transpose_a ? a + (long)pc * lda + ic : a + (long)ic * lda + pc;
-                pack_a(transpose_a, a_block, lda, mc, kc, packed_a);
-                for (int jr = 0; jr < nc; jr += NR) {
-                    for (int ir = 0; ir < mc; ir += MR) {
-                        const uint16_t *panel_a = packed_a + ir * KC, *panel_b = packed_b + jr * pairs * 2;
-                        float *tile = c + (long)(ic + ir) * ldc + jc + jr;
-                        int rows = mc - ir < MR ? mc - ir : MR, columns = nc - jr < NR ? nc - jr : NR;
-                        if (transpose_a) {
-                            micro_kernel(pairs, panel_a, PAIR_MAJOR_ROW, PAIR_MAJOR_PAIR, panel_b, block_beta, tile, ldc,
-                                         rows, columns);
-                        } else {
-                            micro_kernel(pairs, panel_a, ROW_MAJOR_ROW, ROW_MAJOR_PAIR, panel_b, block_beta, tile, ldc,
-                                         rows, columns);
-                        }
-                    }
+/// C[m, nc] = op(A)[m, kc] · (packed B block [kc, nc]) + beta · C: the ic, jr and ir loops.
+static void multiply_block(bool transpose_a, int m, int nc, int kc, const float *a, int lda,
+                           const uint16_t *b_block, float beta, float *c, int ldc) {
+    int pairs = (kc + 1) / 2;
+    for (int ic = 0; ic < m; ic += MC) {
+        int mc = m - ic < MC ? m - ic : MC;
+        pack_a(transpose_a, transpose_a ? a + ic : a + (long)ic * lda, lda, mc, kc, packed_a);
+        for (int jr = 0; jr < nc; jr += NR) {
+            for (int ir = 0; ir < mc; ir += MR) {
+                const uint16_t *panel_a = packed_a + ir * KC, *panel_b = b_block + jr * pairs * 2;
+                float *tile = c + (long)(ic + ir) * ldc + jr;
+                int rows = mc - ir < MR ? mc - ir : MR, columns = nc - jr < NR ? nc - jr : NR;
+                if (transpose_a) {
+                    micro_kernel(pairs, panel_a, PAIR_MAJOR_ROW, PAIR_MAJOR_PAIR, panel_b, beta, tile, ldc, rows, columns);
+                } else {
+                    micro_kernel(pairs, panel_a, ROW_MAJOR_ROW, ROW_MAJOR_PAIR, panel_b, beta, tile, ldc, rows, columns);
                 }
             }
         }
+    }
+}
+
+/// The blocks of a B [k, n], in the order every product visits them: jc over n by NC, then pc
+/// over k by KC. Each is packed (pack_b) to packed_block_count(kc, nc) values.
+#define FOR_EACH_B_BLOCK(k, n)                                                                       \
+    for (int jc = 0, nc = (n) < NC ? (n) : NC; jc < (n); jc += NC, nc = (n) - jc < NC ? (n) - jc : NC) \
+        for (int pc = 0, kc = (k) < KC ? (k) : KC; pc < (k); pc += KC, kc = (k) - pc < KC ? (k) - pc : KC)
+
+static long packed_block_count(int kc, int nc) { return (long)((kc + 1) / 2) * 2 * ((nc + NR - 1) / NR * NR); }
+
+static void scale_c(int m, int n, float beta, float *c, int ldc) {
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) c[(long)i * ldc + j] = beta == 0 ? 0 : beta * c[(long)i * ldc + j];
+}
+
+/// op(A) from the block's k offset on: an A stored [m, k] moves along its rows, one stored [k, m] down them.
+static const float *a_at(bool transpose_a, const float *a, int lda, int pc) {
+    return transpose_a ? a + (long)pc * lda : a + pc;
+}
+
+/// op(B) block (jc, pc): a B stored [n, k] moves along its rows, one stored [k, n] down them.
+static const float *b_at(bool transpose_b, const float *b, int ldb, int jc, int pc) {
+    return transpose_b ? b + (long)jc * ldb + pc : b + (long)pc * ldb + jc;
+}
+
+void bf16_gemm(bool transpose_a, bool transpose_b, int m, int n, int k,
+               const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+    if (k == 0) return scale_c(m, n, beta, c, ldc);
+    FOR_EACH_B_BLOCK(k, n) {
+        pack_b(transpose_b, b_at(transpose_b, b, ldb, jc, pc), ldb, kc, nc, packed_b, converted_b);
+        multiply_block(transpose_a, m, nc, kc, a_at(transpose_a, a, lda, pc), lda, packed_b, pc == 0 ? beta : 1, c + jc, ldc);
+    }
+}
+
+long bf16_packed_b_count(int k, int n) {
+    long count = 0;
+    FOR_EACH_B_BLOCK(k, n) count += packed_block_count(kc, nc);
+    return count;
+}
+
+void bf16_pack_b(bool transpose_b, int k, int n, const float *b, int ldb, uint16_t *packed) {
+    FOR_EACH_B_BLOCK(k, n) {
+        pack_b(transpose_b, b_at(transpose_b, b, ldb, jc, pc), ldb, kc, nc, packed, converted_b);
+        packed += packed_block_count(kc, nc);
+    }
+}
+
+void bf16_gemm_packed_b(bool transpose_a, int m, int n, int k, const float *a, int lda, const uint16_t *packed_b,
+                        float beta, float *c, int ldc) {
+    if (k == 0) return scale_c(m, n, beta, c, ldc);
+    FOR_EACH_B_BLOCK(k, n) {
+        multiply_block(transpose_a, m, nc, kc, a_at(transpose_a, a, lda, pc), lda, packed_b, pc == 0 ? beta : 1, c + jc, ldc);
+        packed_b += packed_block_count(kc, nc);
     }
 }
 

@@ -40,6 +40,28 @@ struct BFloat16GEMMTests {
         }
     }
 
+    /// A B packed once (PackedB, as the convolutions use their kernels for every chunk of
+    /// images) gives the same bits as gemm packing it in each call, in both precisions, for two
+    /// products in a row with one packing; the shapes span several k and n blocks.
+    @Test(arguments: Precision.allCases, [false, true])
+    func packedOperandGivesTheSameBits(precision: Precision, transposeB: Bool) {
+        for (index, (m, n, k)) in [(13, 33, 7), (37, 530, 513), (97, 50, 31)].enumerated() {
+            let (bRows, bColumns) = transposeB ? (n, k) : (k, n)
+            let b = randomValues(bRows * (bColumns + 1), seed: UInt64(10 * index)).map(Float.init)
+            let packed = PackedB(precision, transposed: transposeB, k: k, n: n)
+            packed.pack(b, ldb: bColumns + 1)
+            for transposeA in [false, true] {
+                let a = randomValues(m * k, seed: UInt64(10 * index + (transposeA ? 2 : 1))).map(Float.init)
+                let lda = transposeA ? m : k
+                var expected = randomValues(m * n, seed: UInt64(10 * index + 3)).map(Float.init), actual = expected
+                gemm(precision, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a, lda: lda, b,
+                     ldb: bColumns + 1, beta: 0.5, &expected, ldc: n)
+                gemm(transposeA: transposeA, m: m, a, lda: lda, packed, beta: 0.5, &actual, ldc: n)
+                #expect(actual.map(\.bitPattern) == expected.map(\.bitPattern), "\((m, n, k)) transposeA \(transposeA)")
+            }
+        }
+    }
+
     /// C = op(A) · op(B) + beta · C with row strides wider than the rows (3 spare values), C first
     /// filled with NaN when beta is 0 (it must not be read). Each element must agree with the
     /// Float64 sum of the rounded products to float32 accumulation: the products of two bfloat16

@@ -16,6 +16,8 @@ public final class Conv2D {
     let chunk: Int
     /// Patches of one chunk; in backward, then dy · Kᵀ of the chunk.
     private let columns: FloatBuffer, columnGradient: FloatBuffer
+    /// K and Kᵀ as the B of every chunk's GEMM, packed once per pass.
+    private let kernelB: PackedB, kernelTransposedB: PackedB
 
     public init(name: String, height: Int, width: Int, inChannels: Int, outChannels: Int,
                 maxBatch: Int, parameters: ParameterStore,
@@ -31,6 +33,8 @@ public final class Conv2D {
         let rows = chunk * geometry.smallHeight * geometry.smallWidth
         columns = FloatBuffer(count: rows * geometry.patchSize)
         columnGradient = FloatBuffer(count: rows * geometry.patchSize)
+        kernelB = PackedB(precision, k: geometry.patchSize, n: outChannels)
+        kernelTransposedB = PackedB(precision, transposed: true, k: outChannels, n: geometry.patchSize)
     }
 
     public var outputHeight: Int { geometry.smallHeight }
@@ -42,11 +46,11 @@ public final class Conv2D {
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int) {
         broadcastRows(bias.value, into: y, rows: batch * outputPixels, width: outChannels)
+        kernelB.pack(kernel.value, ldb: outChannels)
         for first in stride(from: 0, to: batch, by: chunk) {
             let images = min(chunk, batch - first), rows = images * outputPixels
             geometry.im2col(x + first * geometry.largeImageSize, columns.pointer, batch: images)
-            gemm(precision, m: rows, n: outChannels, k: geometry.patchSize, columns.pointer, lda: geometry.patchSize,
-                 kernel.value, ldb: outChannels, beta: 1, y + first * outputSize, ldc: outChannels)
+            gemm(m: rows, columns.pointer, lda: geometry.patchSize, kernelB, beta: 1, y + first * outputSize, ldc: outChannels)
         }
     }
 
@@ -54,6 +58,7 @@ public final class Conv2D {
     public func backward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>?,
                          batch: Int) {
         sumRows(dy, rows: batch * outputPixels, width: outChannels, into: bias.gradient)
+        if dx != nil { kernelTransposedB.pack(kernel.value, ldb: outChannels) }
         for first in stride(from: 0, to: batch, by: chunk) {
             let images = min(chunk, batch - first), rows = images * outputPixels
             let dyChunk = dy + first * outputSize
@@ -62,8 +67,7 @@ public final class Conv2D {
                  lda: geometry.patchSize, dyChunk, ldb: outChannels, beta: first == 0 ? 0 : 1,
                  kernel.gradient, ldc: outChannels)
             guard let dx else { continue }
-            gemm(precision, transposeB: true, m: rows, n: geometry.patchSize, k: outChannels, dyChunk, lda: outChannels,
-                 kernel.value, ldb: outChannels, beta: 0, columnGradient.pointer, ldc: geometry.patchSize)
+            gemm(m: rows, dyChunk, lda: outChannels, kernelTransposedB, beta: 0, columnGradient.pointer, ldc: geometry.patchSize)
             let dxChunk = dx + first * geometry.largeImageSize
             dxChunk.update(repeating: 0, count: images * geometry.largeImageSize)
             geometry.col2im(columnGradient.pointer, dxChunk, batch: images)

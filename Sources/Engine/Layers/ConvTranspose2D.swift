@@ -15,6 +15,8 @@ public final class ConvTranspose2D {
     let chunk: Int
     /// x · Kᵀ of one chunk in forward, im2col(dy) of one chunk in backward.
     private let columns: FloatBuffer
+    /// Kᵀ and K as the B of every chunk's GEMM, packed once per pass.
+    private let kernelTransposedB: PackedB, kernelB: PackedB
 
     public init(name: String, height: Int, width: Int, inChannels: Int, outChannels: Int,
                 maxBatch: Int, parameters: ParameterStore,
@@ -28,6 +30,8 @@ public final class ConvTranspose2D {
         bias = parameters.bias("\(name)/bias", count: outChannels)
         chunk = geometry.imagesPerChunk(maxBatch: maxBatch, budget: patchBudget)
         columns = FloatBuffer(count: chunk * height * width * geometry.patchSize)
+        kernelTransposedB = PackedB(precision, transposed: true, k: inChannels, n: geometry.patchSize)
+        kernelB = PackedB(precision, k: geometry.patchSize, n: inChannels)
     }
 
     public var outputHeight: Int { geometry.largeHeight }
@@ -39,10 +43,11 @@ public final class ConvTranspose2D {
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int) {
         broadcastRows(bias.value, into: y, rows: batch * outputHeight * outputWidth, width: outChannels)
+        kernelTransposedB.pack(kernel.value, ldb: inChannels)
         for first in stride(from: 0, to: batch, by: chunk) {
             let images = min(chunk, batch - first), rows = images * inputPixels
-            gemm(precision, transposeB: true, m: rows, n: geometry.patchSize, k: inChannels, x + first * inputSize,
-                 lda: inChannels, kernel.value, ldb: inChannels, beta: 0, columns.pointer, ldc: geometry.patchSize)
+            gemm(m: rows, x + first * inputSize, lda: inChannels, kernelTransposedB, beta: 0, columns.pointer,
+                 ldc: geometry.patchSize)
             geometry.col2im(columns.pointer, y + first * outputSize, batch: images)
         }
     }
@@ -51,6 +56,7 @@ public final class ConvTranspose2D {
     public func backward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
                          batch: Int) {
         sumRows(dy, rows: batch * outputHeight * outputWidth, width: outChannels, into: bias.gradient)
+        kernelB.pack(kernel.value, ldb: inChannels)
         for first in stride(from: 0, to: batch, by: chunk) {
             let images = min(chunk, batch - first), rows = images * inputPixels
             let xChunk = x + first * inputSize
@@ -58,8 +64,7 @@ public final class ConvTranspose2D {
             gemm(precision, transposeA: true, m: geometry.patchSize, n: inChannels, k: rows, columns.pointer,
                  lda: geometry.patchSize, xChunk, ldb: inChannels, beta: first == 0 ? 0 : 1,
                  kernel.gradient, ldc: inChannels)
-            gemm(precision, m: rows, n: inChannels, k: geometry.patchSize, columns.pointer, lda: geometry.patchSize,
-                 kernel.value, ldb: inChannels, beta: 0, dx + first * inputSize, ldc: inChannels)
+            gemm(m: rows, columns.pointer, lda: geometry.patchSize, kernelB, beta: 0, dx + first * inputSize, ldc: inChannels)
         }
     }
 }
