@@ -86,6 +86,24 @@ public func gemm(transposeA: Bool = false, m: Int, _ a: UnsafePointer<Float>, ld
     b.multiply(transposeA: transposeA, m: m, a, lda: lda, beta: beta, c, ldc: ldc)
 }
 
+/// bfloat16 C[m, 16·Cin] = op(A)[m, k] · P[k, 16·Cin] + beta · C, where P is the patch matrix
+/// im2col would write for the first k patch rows of `large` (see PatchGeometry), packed straight
+/// from the image instead: the same bits as im2col + gemm(.bfloat16, ...), without writing P.
+/// Needs `geometry.patchesPackDirectly`.
+func bfloat16GEMM(transposeA: Bool = false, m: Int, k: Int, _ a: UnsafePointer<Float>, lda: Int,
+                  patchesOf large: UnsafePointer<Float>, _ geometry: PatchGeometry, beta: Float,
+                  _ c: UnsafeMutablePointer<Float>, ldc: Int) {
+    var patches = bf16_patches(large: large, height: Int32(geometry.largeHeight), width: Int32(geometry.largeWidth),
+                               channels: Int32(geometry.channels))
+    bf16_gemm_patches_b(transposeA, Int32(m), Int32(k), a, Int32(lda), &patches, beta, c, Int32(ldc))
+}
+
+extension PatchGeometry {
+    /// Whether bfloat16GEMM reads these patches from the image: a micro-panel of B is then 32
+    /// adjacent channels of one tap.
+    var patchesPackDirectly: Bool { channels % 32 == 0 }
+}
+
 /// Row-major double-precision GEMM, C[m,n] = op(A)[m,k] · op(B)[k,n] + beta · C, for the small
 /// Float64 fits outside the engine (the attribute judge's logistic regressions).
 public func doubleGEMM(transposeA: Bool = false, m: Int, n: Int, k: Int, _ a: UnsafePointer<Double>, lda: Int,

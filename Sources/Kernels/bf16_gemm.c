@@ -141,6 +141,44 @@ static void pack_b(bool transposed, const float *b, int ldb, int kc, int nc, uin
     }
 }
 
+/// B block rows [first_row, first_row + kc) x columns [first_column, first_column + nc) of a patch
+/// matrix, packed as pack_b packs a B stored [k, n], read straight from the image: the patch
+/// matrix is never written out. Needs channels % NR == 0, so a micro-panel's NR columns are
+/// adjacent channels of one tap, contiguous in the image.
+static void pack_b_patches(const bf16_patches *patches, int first_row, int kc, int first_column, int nc,
+                           uint16_t *packed) {
+    int c = patches->channels, height = patches->height, width = patches->width;
+    int small_width = width / 2, pixels = (height / 2) * small_width, pairs = (kc + 1) / 2;
+    // Row r's image and the pixel under its tap (0, 0), possibly in the padding.
+    long image_start[KC];
+    int tap_y[KC], tap_x[KC];
+    for (int r = 0; r < kc; r++) {
+        int row = first_row + r, pixel = row % pixels;
+        image_start[r] = (long)(row / pixels) * height * width;
+        tap_y[r] = 2 * (pixel / small_width) - 1;
+        tap_x[r] = 2 * (pixel % small_width) - 1;
+    }
+    for (int panel = 0; panel < nc; panel += NR) {
+        int column = first_column + panel, tap = column / c, channel = column % c, ky = tap / 4, kx = tap % 4;
+        uint16_t *out = packed + panel * pairs * 2;
+        for (int p = 0; p < pairs; p++) {
+            const float *values[2] = {NULL, NULL};  // NULL: a row past kc or a tap in the padding
+            for (int i = 0; i < 2; i++) {
+                int r = 2 * p + i;
+                if (r >= kc) continue;
+                int y = tap_y[r] + ky, x = tap_x[r] + kx;
+                if (y >= 0 && y < height && x >= 0 && x < width)
+                    values[i] = patches->large + (image_start[r] + (long)y * width + x) * c + channel;
+            }
+            for (int half = 0; half < NR; half += 16) {
+                __m512 r0 = values[0] ? _mm512_loadu_ps(values[0] + half) : _mm512_setzero_ps();
+                __m512 r1 = values[1] ? _mm512_loadu_ps(values[1] + half) : _mm512_setzero_ps();
+                _mm512_storeu_si512(out + (p * NR + half) * 2, interleave_pairs(r0, r1));
+            }
+        }
+    }
+}
+
 /// C tile [rows, columns] (at most MR x NR) = A micro-panel · B micro-panel + beta · C,
 /// C not read when beta is 0.
 /// The A micro-panel's pair p of row r is dword r·row_stride + p·pair_stride: (KC/2, 1) for
@@ -257,6 +295,16 @@ void bf16_gemm_packed_b(bool transpose_a, int m, int n, int k, const float *a, i
     FOR_EACH_B_BLOCK(k, n) {
         multiply_block(transpose_a, m, nc, kc, a_at(transpose_a, a, lda, pc), lda, packed_b, pc == 0 ? beta : 1, c + jc, ldc);
         packed_b += packed_block_count(kc, nc);
+    }
+}
+
+void bf16_gemm_patches_b(bool transpose_a, int m, int k, const float *a, int lda, const bf16_patches *patches,
+                         float beta, float *c, int ldc) {
+    int n = 16 * patches->channels;
+    if (k == 0) return scale_c(m, n, beta, c, ldc);
+    FOR_EACH_B_BLOCK(k, n) {
+        pack_b_patches(patches, pc, kc, jc, nc, packed_b);
+        multiply_block(transpose_a, m, nc, kc, a_at(transpose_a, a, lda, pc), lda, packed_b, pc == 0 ? beta : 1, c + jc, ldc);
     }
 }
 

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import VAEEngine
+@testable import VAEEngine
 
 /// bfloat16 of x, round to nearest even (test values are normal numbers, so no subnormal rule).
 func bfloat16(_ x: Float) -> Float {
@@ -57,9 +57,37 @@ struct BFloat16GEMMTests {
                 gemm(precision, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a, lda: lda, b,
                      ldb: bColumns + 1, beta: 0.5, &expected, ldc: n)
                 gemm(transposeA: transposeA, m: m, a, lda: lda, packed, beta: 0.5, &actual, ldc: n)
-                #expect(actual.map(\.bitPattern) == expected.map(\.bitPattern), "\((m, n, k)) transposeA \(transposeA)")
+                #expect(actual.elementsEqual(expected) { $0.bitPattern == $1.bitPattern }, "\((m, n, k)) transposeA \(transposeA)")
             }
         }
+    }
+
+    /// bfloat16GEMM reading the patches straight from the image gives the bits of im2col and a
+    /// GEMM of the written-out patch matrix: as B, and as the transposed product Conv2D's
+    /// backward uses (dKᵀ = dyᵀ · P against dK = Pᵀ · dy). 3 images of 20x20 give 300 patch rows
+    /// (two k blocks of 256); 64 channels give 1,024 columns (two n blocks of 512).
+    @Test(arguments: [32, 64])
+    func patchesFromTheImageGiveTheBitsOfIm2col(channels: Int) {
+        let geometry = PatchGeometry(largeHeight: 20, largeWidth: 20, channels: channels)
+        let images = 3, rows = 3 * 100, width = geometry.patchSize, m = 7
+        let large = randomValues(images * geometry.largeImageSize, seed: 21).map(Float.init)
+        var columns = [Float](repeating: .nan, count: rows * width)
+        geometry.im2col(large, &columns, batch: images)
+        for transposeA in [false, true] {
+            let a = randomValues(m * rows, seed: 22).map(Float.init), lda = transposeA ? m : rows
+            var expected = [Float](repeating: .nan, count: m * width), actual = expected
+            gemm(.bfloat16, transposeA: transposeA, m: m, n: width, k: rows, a, lda: lda, columns, ldb: width, beta: 0,
+                 &expected, ldc: width)
+            bfloat16GEMM(transposeA: transposeA, m: m, k: rows, a, lda: lda, patchesOf: large, geometry, beta: 0, &actual,
+                         ldc: width)
+            #expect(actual.elementsEqual(expected) { $0.bitPattern == $1.bitPattern }, "transposeA \(transposeA)")
+        }
+        // Conv2D's backward: dKᵀ [m, width] = dyᵀ · P against dK [width, m] = Pᵀ · dy.
+        let dy = randomValues(rows * m, seed: 23).map(Float.init)
+        var dK = [Float](repeating: .nan, count: width * m), dKTransposed = dK
+        gemm(.bfloat16, transposeA: true, m: width, n: m, k: rows, columns, lda: width, dy, ldb: m, beta: 0, &dK, ldc: m)
+        bfloat16GEMM(transposeA: true, m: m, k: rows, dy, lda: m, patchesOf: large, geometry, beta: 0, &dKTransposed, ldc: width)
+        #expect((0..<width * m).allSatisfy { dK[$0].bitPattern == dKTransposed[($0 % m) * width + $0 / m].bitPattern })
     }
 
     /// C = op(A) · op(B) + beta · C with row strides wider than the rows (3 spare values), C first

@@ -29,4 +29,18 @@ void bf16_pack_b(bool transpose_b, int k, int n, const float *b, int ldb, uint16
 void bf16_gemm_packed_b(bool transpose_a, int m, int n, int k, const float *a, int lda, const uint16_t *packed_b,
                         float beta, float *c, int ldc);
 
+/// The patch matrix of a large map [N, height, width, channels] under a 4x4 kernel with stride 2
+/// and padding 1 (the engine's PatchGeometry): row r is the patch of small position r (image,
+/// row, column order), its 16·channels values ordered (ky, kx, channel), taps in the padding 0.
+typedef struct {
+    const float *large;
+    int height, width, channels;
+} bf16_patches;
+
+/// bf16_gemm with B the first k rows of a patch matrix, packed straight from the image (the
+/// patch matrix is never written out): C[m, 16·channels] = op(A)[m, k] · patches[k, 16·channels]
+/// + beta · C. The same bits as bf16_gemm of the written-out patch matrix. channels % 32 == 0.
+void bf16_gemm_patches_b(bool transpose_a, int m, int k, const float *a, int lda, const bf16_patches *patches,
+                         float beta, float *c, int ldc);
+
 #endif
