@@ -51,7 +51,7 @@ public func gemm(_ precision: Precision, transposeA: Bool = false, transposeB: B
 public final class PackedB {
     public let precision: Precision
     let transposed: Bool, k: Int, n: Int
-    private let panels: UnsafeMutablePointer<UInt16>?
+    let panels: UnsafeMutablePointer<UInt16>?
     private var matrix: UnsafePointer<Float>?, ldb = 0
 
     public init(_ precision: Precision, transposed: Bool = false, k: Int, n: Int) {
@@ -86,22 +86,33 @@ public func gemm(transposeA: Bool = false, m: Int, _ a: UnsafePointer<Float>, ld
     b.multiply(transposeA: transposeA, m: m, a, lda: lda, beta: beta, c, ldc: ldc)
 }
 
-/// bfloat16 C[m, 16·Cin] = op(A)[m, k] · P[k, 16·Cin] + beta · C, where P is the patch matrix
-/// im2col would write for the first k patch rows of `large` (see PatchGeometry), packed straight
-/// from the image instead: the same bits as im2col + gemm(.bfloat16, ...), without writing P.
-/// Needs `geometry.patchesPackDirectly`.
+// bfloat16 products with a patch matrix P (PatchGeometry's rows of `large`) packed straight from
+// the image instead of written out by im2col: the same bits as im2col + gemm(.bfloat16, ...).
+// They need `geometry.patchesPackDirectly`.
+
+/// C[m, 16·C] = op(A)[m, k] · P[k, 16·C] + beta · C, P the first k patch rows.
 func bfloat16GEMM(transposeA: Bool = false, m: Int, k: Int, _ a: UnsafePointer<Float>, lda: Int,
                   patchesOf large: UnsafePointer<Float>, _ geometry: PatchGeometry, beta: Float,
                   _ c: UnsafeMutablePointer<Float>, ldc: Int) {
-    var patches = bf16_patches(large: large, height: Int32(geometry.largeHeight), width: Int32(geometry.largeWidth),
-                               channels: Int32(geometry.channels))
+    var patches = geometry.patches(of: large)
     bf16_gemm_patches_b(transposeA, Int32(m), Int32(k), a, Int32(lda), &patches, beta, c, Int32(ldc))
 }
 
+/// C[m, n] = P[m, 16·C] · B + beta · C, P the first m patch rows, B packed (bfloat16) for k = 16·C.
+func bfloat16GEMM(m: Int, patchesOf large: UnsafePointer<Float>, _ geometry: PatchGeometry, _ b: PackedB, beta: Float,
+                  _ c: UnsafeMutablePointer<Float>, ldc: Int) {
+    var patches = geometry.patches(of: large)
+    bf16_gemm_patches_a(Int32(m), Int32(b.n), &patches, b.panels!, beta, c, Int32(ldc))
+}
+
 extension PatchGeometry {
-    /// Whether bfloat16GEMM reads these patches from the image: a micro-panel of B is then 32
-    /// adjacent channels of one tap.
+    /// Whether the bfloat16 GEMMs read these patches from the image: each 32 columns of the
+    /// kernel's panels are then adjacent channels of one tap.
     var patchesPackDirectly: Bool { channels % 32 == 0 }
+
+    func patches(of large: UnsafePointer<Float>) -> bf16_patches {
+        bf16_patches(large: large, height: Int32(largeHeight), width: Int32(largeWidth), channels: Int32(channels))
+    }
 }
 
 /// Row-major double-precision GEMM, C[m,n] = op(A)[m,k] · op(B)[k,n] + beta · C, for the small

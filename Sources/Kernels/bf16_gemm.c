@@ -141,38 +141,68 @@ static void pack_b(bool transposed, const float *b, int ldb, int kc, int nc, uin
     }
 }
 
-/// B block rows [first_row, first_row + kc) x columns [first_column, first_column + nc) of a patch
-/// matrix, packed as pack_b packs a B stored [k, n], read straight from the image: the patch
-/// matrix is never written out. Needs channels % NR == 0, so a micro-panel's NR columns are
-/// adjacent channels of one tap, contiguous in the image.
+/// Where a patch row's taps lie: its image's first value and the pixel under tap (0, 0), which
+/// may be in the padding.
+typedef struct {
+    long image_start;
+    int y, x;
+} patch_origin;
+
+static inline patch_origin origin_of(const bf16_patches *patches, int row) {
+    int small_width = patches->width / 2, pixels = (patches->height / 2) * small_width, pixel = row % pixels;
+    return (patch_origin){(long)(row / pixels) * patches->height * patches->width, 2 * (pixel / small_width) - 1,
+                          2 * (pixel % small_width) - 1};
+}
+
+/// The values of column `column` on of the patch row at `origin`: that tap's channels from
+/// column % channels on, contiguous in the image; NULL for a tap in the padding (zeros).
+static inline const float *patch_values(const bf16_patches *patches, patch_origin origin, int column) {
+    int tap = column / patches->channels, y = origin.y + tap / 4, x = origin.x + tap % 4;
+    if (y < 0 || y >= patches->height || x < 0 || x >= patches->width) return NULL;
+    return patches->large + (origin.image_start + (long)y * patches->width + x) * patches->channels +
+           column % patches->channels;
+}
+
+static inline __m512 load_or_zero(const float *values) {
+    return values ? _mm512_loadu_ps(values) : _mm512_setzero_ps();
+}
+
+// The patch packers below read a patch matrix straight from its image, so it is never written
+// out. They need channels % NR == 0 and blocks that start at a multiple of NR columns: each NR
+// columns of a row are then adjacent channels of one tap, contiguous in the image.
+
+/// pack_a of rows [first_row, first_row + mc) x columns [first_column, first_column + kc) of a
+/// patch matrix (as an A stored [m, k]: each row a plain conversion).
+static void pack_a_patches(const bf16_patches *patches, int first_row, int mc, int first_column, int kc,
+                           uint16_t *packed) {
+    for (int panel = 0; panel < mc; panel += MR) {
+        for (int r = 0; r < MR; r++) {
+            uint16_t *out = packed + panel * KC + r * KC;
+            bool inside = panel + r < mc;  // rows past mc are zeros
+            patch_origin origin = inside ? origin_of(patches, first_row + panel + r) : (patch_origin){0, 0, 0};
+            for (int column = 0; column < kc; column += NR) {
+                const float *values = inside ? patch_values(patches, origin, first_column + column) : NULL;
+                __m512i both = (__m512i)_mm512_cvtne2ps_pbh(load_or_zero(values ? values + 16 : NULL), load_or_zero(values));
+                _mm512_storeu_si512(out + column, both);
+            }
+        }
+    }
+}
+
+/// pack_b of rows [first_row, first_row + kc) x columns [first_column, first_column + nc) of a
+/// patch matrix (as a B stored [k, n]: two rows interleaved).
 static void pack_b_patches(const bf16_patches *patches, int first_row, int kc, int first_column, int nc,
                            uint16_t *packed) {
-    int c = patches->channels, height = patches->height, width = patches->width;
-    int small_width = width / 2, pixels = (height / 2) * small_width, pairs = (kc + 1) / 2;
-    // Row r's image and the pixel under its tap (0, 0), possibly in the padding.
-    long image_start[KC];
-    int tap_y[KC], tap_x[KC];
-    for (int r = 0; r < kc; r++) {
-        int row = first_row + r, pixel = row % pixels;
-        image_start[r] = (long)(row / pixels) * height * width;
-        tap_y[r] = 2 * (pixel / small_width) - 1;
-        tap_x[r] = 2 * (pixel % small_width) - 1;
-    }
+    int pairs = (kc + 1) / 2;
+    patch_origin origins[KC];
+    for (int r = 0; r < kc; r++) origins[r] = origin_of(patches, first_row + r);
     for (int panel = 0; panel < nc; panel += NR) {
-        int column = first_column + panel, tap = column / c, channel = column % c, ky = tap / 4, kx = tap % 4;
         uint16_t *out = packed + panel * pairs * 2;
         for (int p = 0; p < pairs; p++) {
-            const float *values[2] = {NULL, NULL};  // NULL: a row past kc or a tap in the padding
-            for (int i = 0; i < 2; i++) {
-                int r = 2 * p + i;
-                if (r >= kc) continue;
-                int y = tap_y[r] + ky, x = tap_x[r] + kx;
-                if (y >= 0 && y < height && x >= 0 && x < width)
-                    values[i] = patches->large + (image_start[r] + (long)y * width + x) * c + channel;
-            }
+            const float *first = patch_values(patches, origins[2 * p], first_column + panel);
+            const float *second = 2 * p + 1 < kc ? patch_values(patches, origins[2 * p + 1], first_column + panel) : NULL;
             for (int half = 0; half < NR; half += 16) {
-                __m512 r0 = values[0] ? _mm512_loadu_ps(values[0] + half) : _mm512_setzero_ps();
-                __m512 r1 = values[1] ? _mm512_loadu_ps(values[1] + half) : _mm512_setzero_ps();
+                __m512 r0 = load_or_zero(first ? first + half : NULL), r1 = load_or_zero(second ? second + half : NULL);
                 _mm512_storeu_si512(out + (p * NR + half) * 2, interleave_pairs(r0, r1));
             }
         }
@@ -222,19 +252,34 @@ static _Thread_local uint16_t converted_b[NR * KC] __attribute__((aligned(64)));
 
 enum { ROW_MAJOR_ROW = KC / 2, ROW_MAJOR_PAIR = 1, PAIR_MAJOR_ROW = 1, PAIR_MAJOR_PAIR = MR };
 
-/// C[m, nc] = op(A)[m, kc] · (packed B block [kc, nc]) + beta · C: the ic, jr and ir loops.
-static void multiply_block(bool transpose_a, int m, int nc, int kc, const float *a, int lda,
-                           const uint16_t *b_block, float beta, float *c, int ldc) {
+/// Operand A of a product: a matrix stored [m, k] or (transposed) [k, m], or a patch matrix.
+typedef struct {
+    const float *a;
+    int lda;
+    bool transposed;
+    const bf16_patches *patches;  // not NULL: A is this patch matrix [m, 16·channels]
+} a_operand;
+
+/// A block rows [ic, ic + mc) x k [pc, pc + kc) → packed_a.
+static void pack_a_block(const a_operand *a, int ic, int pc, int mc, int kc) {
+    if (a->patches) return pack_a_patches(a->patches, ic, mc, pc, kc, packed_a);
+    const float *block = a->transposed ? a->a + (long)pc * a->lda + ic : a->a + (long)ic * a->lda + pc;
+    pack_a(a->transposed, block, a->lda, mc, kc, packed_a);
+}
+
+/// C[m, nc] = op(A)[m, k range of the block] · (packed B block [kc, nc]) + beta · C: the ic, jr and ir loops.
+static void multiply_block(const a_operand *a, int m, int pc, int nc, int kc, const uint16_t *b_block, float beta,
+                           float *c, int ldc) {
     int pairs = (kc + 1) / 2;
     for (int ic = 0; ic < m; ic += MC) {
         int mc = m - ic < MC ? m - ic : MC;
-        pack_a(transpose_a, transpose_a ? a + ic : a + (long)ic * lda, lda, mc, kc, packed_a);
+        pack_a_block(a, ic, pc, mc, kc);
         for (int jr = 0; jr < nc; jr += NR) {
             for (int ir = 0; ir < mc; ir += MR) {
                 const uint16_t *panel_a = packed_a + ir * KC, *panel_b = b_block + jr * pairs * 2;
                 float *tile = c + (long)(ic + ir) * ldc + jr;
                 int rows = mc - ir < MR ? mc - ir : MR, columns = nc - jr < NR ? nc - jr : NR;
-                if (transpose_a) {
+                if (a->transposed) {
                     micro_kernel(pairs, panel_a, PAIR_MAJOR_ROW, PAIR_MAJOR_PAIR, panel_b, beta, tile, ldc, rows, columns);
                 } else {
                     micro_kernel(pairs, panel_a, ROW_MAJOR_ROW, ROW_MAJOR_PAIR, panel_b, beta, tile, ldc, rows, columns);
@@ -257,11 +302,6 @@ static void scale_c(int m, int n, float beta, float *c, int ldc) {
         for (int j = 0; j < n; j++) c[(long)i * ldc + j] = beta == 0 ? 0 : beta * c[(long)i * ldc + j];
 }
 
-/// op(A) from the block's k offset on: an A stored [m, k] moves along its rows, one stored [k, m] down them.
-static const float *a_at(bool transpose_a, const float *a, int lda, int pc) {
-    return transpose_a ? a + (long)pc * lda : a + pc;
-}
-
 /// op(B) block (jc, pc): a B stored [n, k] moves along its rows, one stored [k, n] down them.
 static const float *b_at(bool transpose_b, const float *b, int ldb, int jc, int pc) {
     return transpose_b ? b + (long)jc * ldb + pc : b + (long)pc * ldb + jc;
@@ -270,9 +310,10 @@ static const float *b_at(bool transpose_b, const float *b, int ldb, int jc, int 
 void bf16_gemm(bool transpose_a, bool transpose_b, int m, int n, int k,
                const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
     if (k == 0) return scale_c(m, n, beta, c, ldc);
+    a_operand operand = {a, lda, transpose_a, NULL};
     FOR_EACH_B_BLOCK(k, n) {
         pack_b(transpose_b, b_at(transpose_b, b, ldb, jc, pc), ldb, kc, nc, packed_b, converted_b);
-        multiply_block(transpose_a, m, nc, kc, a_at(transpose_a, a, lda, pc), lda, packed_b, pc == 0 ? beta : 1, c + jc, ldc);
+        multiply_block(&operand, m, pc, nc, kc, packed_b, pc == 0 ? beta : 1, c + jc, ldc);
     }
 }
 
@@ -292,8 +333,19 @@ void bf16_pack_b(bool transpose_b, int k, int n, const float *b, int ldb, uint16
 void bf16_gemm_packed_b(bool transpose_a, int m, int n, int k, const float *a, int lda, const uint16_t *packed_b,
                         float beta, float *c, int ldc) {
     if (k == 0) return scale_c(m, n, beta, c, ldc);
+    a_operand operand = {a, lda, transpose_a, NULL};
     FOR_EACH_B_BLOCK(k, n) {
-        multiply_block(transpose_a, m, nc, kc, a_at(transpose_a, a, lda, pc), lda, packed_b, pc == 0 ? beta : 1, c + jc, ldc);
+        multiply_block(&operand, m, pc, nc, kc, packed_b, pc == 0 ? beta : 1, c + jc, ldc);
+        packed_b += packed_block_count(kc, nc);
+    }
+}
+
+void bf16_gemm_patches_a(int m, int n, const bf16_patches *patches, const uint16_t *packed_b, float beta, float *c,
+                         int ldc) {
+    int k = 16 * patches->channels;
+    a_operand operand = {NULL, 0, false, patches};
+    FOR_EACH_B_BLOCK(k, n) {
+        multiply_block(&operand, m, pc, nc, kc, packed_b, pc == 0 ? beta : 1, c + jc, ldc);
         packed_b += packed_block_count(kc, nc);
     }
 }
@@ -302,9 +354,10 @@ void bf16_gemm_patches_b(bool transpose_a, int m, int k, const float *a, int lda
                          float beta, float *c, int ldc) {
     int n = 16 * patches->channels;
     if (k == 0) return scale_c(m, n, beta, c, ldc);
+    a_operand operand = {a, lda, transpose_a, NULL};
     FOR_EACH_B_BLOCK(k, n) {
         pack_b_patches(patches, pc, kc, jc, nc, packed_b);
-        multiply_block(transpose_a, m, nc, kc, a_at(transpose_a, a, lda, pc), lda, packed_b, pc == 0 ? beta : 1, c + jc, ldc);
+        multiply_block(&operand, m, pc, nc, kc, packed_b, pc == 0 ? beta : 1, c + jc, ldc);
     }
 }
 

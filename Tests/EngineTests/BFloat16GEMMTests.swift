@@ -63,8 +63,8 @@ struct BFloat16GEMMTests {
     }
 
     /// bfloat16GEMM reading the patches straight from the image gives the bits of im2col and a
-    /// GEMM of the written-out patch matrix: as B, and as the transposed product Conv2D's
-    /// backward uses (dKᵀ = dyᵀ · P against dK = Pᵀ · dy). 3 images of 20x20 give 300 patch rows
+    /// GEMM of the written-out patch matrix: as A (with a packed B), as B, and as the transposed
+    /// product the convolutions' backward uses (dKᵀ = dyᵀ · P against dK = Pᵀ · dy). 3 images of 20x20 give 300 patch rows
     /// (two k blocks of 256); 64 channels give 1,024 columns (two n blocks of 512).
     @Test(arguments: [32, 64])
     func patchesFromTheImageGiveTheBitsOfIm2col(channels: Int) {
@@ -82,7 +82,13 @@ struct BFloat16GEMMTests {
                          ldc: width)
             #expect(actual.elementsEqual(expected) { $0.bitPattern == $1.bitPattern }, "transposeA \(transposeA)")
         }
-        // Conv2D's backward: dKᵀ [m, width] = dyᵀ · P against dK [width, m] = Pᵀ · dy.
+        let b = randomValues(width * m, seed: 24).map(Float.init), packed = PackedB(.bfloat16, k: width, n: m)
+        packed.pack(b, ldb: m)
+        var expected = [Float](repeating: .nan, count: rows * m), actual = expected
+        gemm(.bfloat16, m: rows, n: m, k: width, columns, lda: width, b, ldb: m, beta: 0, &expected, ldc: m)
+        bfloat16GEMM(m: rows, patchesOf: large, geometry, packed, beta: 0, &actual, ldc: m)
+        #expect(actual.elementsEqual(expected) { $0.bitPattern == $1.bitPattern }, "patches as A")
+        // The convolutions' backward: dKᵀ [m, width] = dyᵀ · P against dK [width, m] = Pᵀ · dy.
         let dy = randomValues(rows * m, seed: 23).map(Float.init)
         var dK = [Float](repeating: .nan, count: width * m), dKTransposed = dK
         gemm(.bfloat16, transposeA: true, m: width, n: m, k: rows, columns, lda: width, dy, ldb: m, beta: 0, &dK, ldc: m)

@@ -6,8 +6,9 @@
 ///   y = columns · K + b                    K: [4, 4, Cin, Cout] viewed as [16·Cin, Cout]
 /// Backward, given dy (the patches are rebuilt from x rather than kept from forward):
 ///   dK = Σ columnsᵀ · dy,   db = Σ_rows dy,   dx = col2im(dy · Kᵀ)
-/// In bfloat16 with Cin a multiple of 32, dKᵀ = Σ dyᵀ · columns instead, the columns packed for
-/// the GEMM straight from x (never written out): the same products in the same order, the same bits.
+/// In bfloat16 with Cin a multiple of 32 the GEMMs pack the columns straight from x (never
+/// written out), and backward takes dKᵀ = Σ dyᵀ · columns: the same products in the same order,
+/// the same bits.
 public final class Conv2D {
     let geometry: PatchGeometry
     public let inChannels: Int, outChannels: Int
@@ -20,7 +21,7 @@ public final class Conv2D {
     private let columns: FloatBuffer, columnGradient: FloatBuffer
     /// K and Kᵀ as the B of every chunk's GEMM, packed once per pass.
     private let kernelB: PackedB, kernelTransposedB: PackedB
-    /// Whether backward reads the patches from x (see above), and its dKᵀ [Cout, 16·Cin].
+    /// Whether the GEMMs read the patches from x (see above), and backward's dKᵀ [Cout, 16·Cin].
     private let patchesFromImage: Bool
     private let kernelGradientTransposed: FloatBuffer
 
@@ -56,8 +57,13 @@ public final class Conv2D {
         kernelB.pack(kernel.value, ldb: outChannels)
         for first in stride(from: 0, to: batch, by: chunk) {
             let images = min(chunk, batch - first), rows = images * outputPixels
-            geometry.im2col(x + first * geometry.largeImageSize, columns.pointer, batch: images)
-            gemm(m: rows, columns.pointer, lda: geometry.patchSize, kernelB, beta: 1, y + first * outputSize, ldc: outChannels)
+            let xChunk = x + first * geometry.largeImageSize, yChunk = y + first * outputSize
+            if patchesFromImage {
+                bfloat16GEMM(m: rows, patchesOf: xChunk, geometry, kernelB, beta: 1, yChunk, ldc: outChannels)
+            } else {
+                geometry.im2col(xChunk, columns.pointer, batch: images)
+                gemm(m: rows, columns.pointer, lda: geometry.patchSize, kernelB, beta: 1, yChunk, ldc: outChannels)
+            }
         }
     }
 
