@@ -50,6 +50,77 @@ public func gemm(_ precision: Precision, transposeA: Bool = false, transposeB: B
     }
 }
 
+/// The B operand of several GEMMs in a row (a layer's kernel, the same for every chunk of images),
+/// prepared once by `pack`: in bfloat16, rounded and packed into the panels bf16_gemm would
+/// otherwise pack again in every call (the same bits); in float32, the matrix as stored.
+/// op(B) is [k, n].
+public final class PackedB {
+    public let precision: Precision
+    let transposed: Bool, k: Int, n: Int
+    let panels: UnsafeMutablePointer<UInt16>?
+    private var matrix: UnsafePointer<Float>?, ldb = 0
+
+    public init(_ precision: Precision, transposed: Bool = false, k: Int, n: Int) {
+        (self.precision, self.transposed, self.k, self.n) = (precision, transposed, k, n)
+        panels = precision == .bfloat16 ? .allocate(capacity: bf16_packed_b_count(Int32(k), Int32(n))) : nil
+    }
+
+    deinit { panels?.deallocate() }
+
+    /// Takes B as stored (row stride `ldb`); it must not change until the last GEMM with it.
+    public func pack(_ b: UnsafePointer<Float>, ldb: Int) {
+        (matrix, self.ldb) = (b, ldb)
+        if let panels { bf16_pack_b(transposed, Int32(k), Int32(n), b, Int32(ldb), panels) }
+    }
+
+    /// C[m,n] = op(A)[m,k] · B + beta · C.
+    func multiply(transposeA: Bool, m: Int, _ a: UnsafePointer<Float>, lda: Int, beta: Float,
+                  _ c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if let panels {
+            bf16_gemm_packed_b(transposeA, Int32(m), Int32(n), Int32(k), a, Int32(lda), panels, beta, c, Int32(ldc))
+        } else {
+            gemm(.float32, transposeA: transposeA, transposeB: transposed, m: m, n: n, k: k, a, lda: lda, matrix!, ldb: ldb,
+                 beta: beta, c, ldc: ldc)
+        }
+    }
+}
+
+/// gemm with a B packed beforehand (see PackedB).
+@inline(__always)
+public func gemm(transposeA: Bool = false, m: Int, _ a: UnsafePointer<Float>, lda: Int, _ b: PackedB, beta: Float,
+                 _ c: UnsafeMutablePointer<Float>, ldc: Int) {
+    b.multiply(transposeA: transposeA, m: m, a, lda: lda, beta: beta, c, ldc: ldc)
+}
+
+// bfloat16 products with a patch matrix P (PatchGeometry's rows of `large`) packed straight from
+// the image instead of written out by im2col: the same bits as im2col + gemm(.bfloat16, ...).
+// They need `geometry.patchesPackDirectly`.
+
+/// C[m, 16·C] = op(A)[m, k] · P[k, 16·C] + beta · C, P the first k patch rows.
+func bfloat16GEMM(transposeA: Bool = false, m: Int, k: Int, _ a: UnsafePointer<Float>, lda: Int,
+                  patchesOf large: UnsafePointer<Float>, _ geometry: PatchGeometry, beta: Float,
+                  _ c: UnsafeMutablePointer<Float>, ldc: Int) {
+    var patches = geometry.patches(of: large)
+    bf16_gemm_patches_b(transposeA, Int32(m), Int32(k), a, Int32(lda), &patches, beta, c, Int32(ldc))
+}
+
+/// C[m, n] = P[m, 16·C] · B + beta · C, P the first m patch rows, B packed (bfloat16) for k = 16·C.
+func bfloat16GEMM(m: Int, patchesOf large: UnsafePointer<Float>, _ geometry: PatchGeometry, _ b: PackedB, beta: Float,
+                  _ c: UnsafeMutablePointer<Float>, ldc: Int) {
+    var patches = geometry.patches(of: large)
+    bf16_gemm_patches_a(Int32(m), Int32(b.n), &patches, b.panels!, beta, c, Int32(ldc))
+}
+
+extension PatchGeometry {
+    /// Whether the bfloat16 GEMMs read these patches from the image: each 32 columns of the
+    /// kernel's panels are then adjacent channels of one tap.
+    var patchesPackDirectly: Bool { channels % 32 == 0 }
+
+    func patches(of large: UnsafePointer<Float>) -> bf16_patches {
+        bf16_patches(large: large, height: Int32(largeHeight), width: Int32(largeWidth), channels: Int32(channels))
+    }
+}
+
 /// Row-major double-precision GEMM, C[m,n] = op(A)[m,k] · op(B)[k,n] + beta · C, for the small
 /// Float64 fits outside the engine (the attribute judge's logistic regressions).
 public func doubleGEMM(transposeA: Bool = false, m: Int, n: Int, k: Int, _ a: UnsafePointer<Double>, lda: Int,

@@ -1,6 +1,6 @@
 // A packed GEMM in the style of BLIS on AVX512_BF16's vdpbf16ps, which adds the products of a
 // pair of bfloat16 values to each of 16 float32 lanes: acc[j] += a[2j]·b[2j] + a[2j+1]·b[2j+1].
-// The loop nest (shared with f32_gemm.c) is in packed_gemm.h.
+// The blocking and loop nest (shared with f32_gemm.c) are in packed_gemm.h.
 //
 // Micro-kernel: an MR x NR tile of C in 2·MR zmm accumulators; per pair of k it loads two zmm of
 // B (32 columns x 2 k) and broadcasts one 32-bit pair of A per row.
@@ -16,7 +16,6 @@
 #include <cpuid.h>
 #include <immintrin.h>
 #include <stdint.h>
-
 
 bool bf16_gemm_available(void) {
     if (!f32_gemm_available()) return false;  // AVX512F, and the OS saves the zmm registers
@@ -61,10 +60,10 @@ static inline __m512i interleave_pairs(__m512 first, __m512 second) {
 /// An A stored [m, k] is packed row by row (each row a plain conversion: ROW_MAJOR below); an A
 /// stored [k, m] pair by pair (two rows of storage interleaved: PAIR_MAJOR), the layout each
 /// reads fastest. The micro-kernel takes either.
-static void pack_a(bool transposed, const float *a, int lda, int mc, int kc, void *packed) {
+static void pack_a(bool transposed, const float *a, int lda, int mc, int kc, uint16_t *packed) {
     int padded = (kc + 1) & ~1, pairs = padded / 2;
     for (int panel = 0; panel < mc; panel += MR) {
-        uint16_t *out = (uint16_t *)packed + panel * KC;
+        uint16_t *out = packed + panel * KC;
         int rows = mc - panel < MR ? mc - panel : MR;
         if (!transposed) {
             for (int r = 0; r < MR; r++) {
@@ -122,6 +121,74 @@ static void pack_b(bool transposed, const float *b, int ldb, int kc, int nc, uin
     }
 }
 
+/// Where a patch row's taps lie: its image's first value and the pixel under tap (0, 0), which
+/// may be in the padding.
+typedef struct {
+    long image_start;
+    int y, x;
+} patch_origin;
+
+static inline patch_origin origin_of(const bf16_patches *patches, int row) {
+    int small_width = patches->width / 2, pixels = (patches->height / 2) * small_width, pixel = row % pixels;
+    return (patch_origin){(long)(row / pixels) * patches->height * patches->width, 2 * (pixel / small_width) - 1,
+                          2 * (pixel % small_width) - 1};
+}
+
+/// The values of column `column` on of the patch row at `origin`: that tap's channels from
+/// column % channels on, contiguous in the image; NULL for a tap in the padding (zeros).
+static inline const float *patch_values(const bf16_patches *patches, patch_origin origin, int column) {
+    int tap = column / patches->channels, y = origin.y + tap / 4, x = origin.x + tap % 4;
+    if (y < 0 || y >= patches->height || x < 0 || x >= patches->width) return NULL;
+    return patches->large + (origin.image_start + (long)y * patches->width + x) * patches->channels +
+           column % patches->channels;
+}
+
+static inline __m512 load_or_zero(const float *values) {
+    return values ? _mm512_loadu_ps(values) : _mm512_setzero_ps();
+}
+
+// The patch packers below read a patch matrix straight from its image, so it is never written
+// out. They need channels % NR == 0 and blocks that start at a multiple of NR columns: each NR
+// columns of a row are then adjacent channels of one tap, contiguous in the image.
+
+/// pack_a of rows [first_row, first_row + mc) x columns [first_column, first_column + kc) of a
+/// patch matrix (as an A stored [m, k]: each row a plain conversion).
+static void pack_a_patches(const bf16_patches *patches, int first_row, int mc, int first_column, int kc,
+                           uint16_t *packed) {
+    for (int panel = 0; panel < mc; panel += MR) {
+        for (int r = 0; r < MR; r++) {
+            uint16_t *out = packed + panel * KC + r * KC;
+            bool inside = panel + r < mc;  // rows past mc are zeros
+            patch_origin origin = inside ? origin_of(patches, first_row + panel + r) : (patch_origin){0, 0, 0};
+            for (int column = 0; column < kc; column += NR) {
+                const float *values = inside ? patch_values(patches, origin, first_column + column) : NULL;
+                __m512i both = (__m512i)_mm512_cvtne2ps_pbh(load_or_zero(values ? values + 16 : NULL), load_or_zero(values));
+                _mm512_storeu_si512(out + column, both);
+            }
+        }
+    }
+}
+
+/// pack_b of rows [first_row, first_row + kc) x columns [first_column, first_column + nc) of a
+/// patch matrix (as a B stored [k, n]: two rows interleaved).
+static void pack_b_patches(const bf16_patches *patches, int first_row, int kc, int first_column, int nc,
+                           uint16_t *packed) {
+    int pairs = (kc + 1) / 2;
+    patch_origin origins[KC];
+    for (int r = 0; r < kc; r++) origins[r] = origin_of(patches, first_row + r);
+    for (int panel = 0; panel < nc; panel += NR) {
+        uint16_t *out = packed + panel * pairs * 2;
+        for (int p = 0; p < pairs; p++) {
+            const float *first = patch_values(patches, origins[2 * p], first_column + panel);
+            const float *second = 2 * p + 1 < kc ? patch_values(patches, origins[2 * p + 1], first_column + panel) : NULL;
+            for (int half = 0; half < NR; half += 16) {
+                __m512 r0 = load_or_zero(first ? first + half : NULL), r1 = load_or_zero(second ? second + half : NULL);
+                _mm512_storeu_si512(out + (p * NR + half) * 2, interleave_pairs(r0, r1));
+            }
+        }
+    }
+}
+
 /// C tile [rows, columns] (at most MR x NR) = A micro-panel · B micro-panel + beta · C,
 /// C not read when beta is 0.
 /// The A micro-panel's pair p of row r is dword r·row_stride + p·pair_stride: (KC/2, 1) for
@@ -154,27 +221,97 @@ static _Thread_local uint16_t packed_a[MC * KC] __attribute__((aligned(64)));
 static _Thread_local uint16_t packed_b[KC * NC] __attribute__((aligned(64)));
 static _Thread_local uint16_t converted_b[NR * KC] __attribute__((aligned(64)));
 
-/// pack_b with this thread's buffer for the converted rows of a B stored [n, k].
-static void pack_b_block(bool transposed, const float *b, int ldb, int kc, int nc, void *packed) {
-    pack_b(transposed, b, ldb, kc, nc, packed, converted_b);
-}
-
 enum { ROW_MAJOR_ROW = KC / 2, ROW_MAJOR_PAIR = 1, PAIR_MAJOR_ROW = 1, PAIR_MAJOR_PAIR = MR };
 
-static inline __attribute__((always_inline)) void tile(bool transposed_a, int kc, const void *a, const void *b, float beta,
-                                                       float *c, int ldc, int rows, int columns) {
+/// Operand A of a product: a matrix stored [m, k] or (transposed) [k, m], or a patch matrix.
+typedef struct {
+    const float *a;
+    int lda;
+    bool transposed;
+    const bf16_patches *patches;  // not NULL: A is this patch matrix [m, 16·channels]
+} a_operand;
+
+/// A block rows [ic, ic + mc) x k [pc, pc + kc) → packed_a.
+static void pack_a_block(const void *operand, int ic, int pc, int mc, int kc) {
+    const a_operand *a = operand;
+    if (a->patches) return pack_a_patches(a->patches, ic, mc, pc, kc, packed_a);
+    const float *block = a->transposed ? a->a + (long)pc * a->lda + ic : a->a + (long)ic * a->lda + pc;
+    pack_a(a->transposed, block, a->lda, mc, kc, packed_a);
+}
+
+/// Tile (ir, jr) of a block: A micro-panel ir of packed_a, B micro-panel jr of b_block.
+static inline __attribute__((always_inline)) void tile(const void *operand, int kc, int ir, int jr, const void *b_block,
+                                                       float beta, float *c, int ldc, int rows, int columns) {
     int pairs = (kc + 1) / 2;
-    if (transposed_a) {
-        micro_kernel(pairs, a, PAIR_MAJOR_ROW, PAIR_MAJOR_PAIR, b, beta, c, ldc, rows, columns);
+    const uint16_t *panel_a = packed_a + ir * KC, *panel_b = (const uint16_t *)b_block + jr * pairs * 2;
+    if (((const a_operand *)operand)->transposed) {
+        micro_kernel(pairs, panel_a, PAIR_MAJOR_ROW, PAIR_MAJOR_PAIR, panel_b, beta, c, ldc, rows, columns);
     } else {
-        micro_kernel(pairs, a, ROW_MAJOR_ROW, ROW_MAJOR_PAIR, b, beta, c, ldc, rows, columns);
+        micro_kernel(pairs, panel_a, ROW_MAJOR_ROW, ROW_MAJOR_PAIR, panel_b, beta, c, ldc, rows, columns);
     }
 }
 
+/// C[m, nc] = op(A)[m, k range of the block] · (packed B block [kc, nc]) + beta · C.
+static void multiply_block(const a_operand *a, int m, int pc, int nc, int kc, const uint16_t *b_block, float beta,
+                           float *c, int ldc) {
+    for_each_tile(pack_a_block, tile, a, m, pc, nc, kc, b_block, beta, c, ldc);
+}
+
+/// A B block packed by pack_b: packed_block_count(kc, nc) values (FOR_EACH_B_BLOCK visits them).
+static long packed_block_count(int kc, int nc) { return (long)((kc + 1) / 2) * 2 * ((nc + NR - 1) / NR * NR); }
+
 void bf16_gemm(bool transpose_a, bool transpose_b, int m, int n, int k,
                const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
-    packed_gemm(2, sizeof(uint16_t), pack_a, pack_b_block, tile, packed_a, packed_b, transpose_a, transpose_b, m, n, k, a, lda, b,
-                ldb, beta, c, ldc);
+    if (k == 0) return scale_c(m, n, beta, c, ldc);
+    a_operand operand = {a, lda, transpose_a, NULL};
+    FOR_EACH_B_BLOCK(k, n) {
+        pack_b(transpose_b, b_at(transpose_b, b, ldb, jc, pc), ldb, kc, nc, packed_b, converted_b);
+        multiply_block(&operand, m, pc, nc, kc, packed_b, pc == 0 ? beta : 1, c + jc, ldc);
+    }
+}
+
+long bf16_packed_b_count(int k, int n) {
+    long count = 0;
+    FOR_EACH_B_BLOCK(k, n) count += packed_block_count(kc, nc);
+    return count;
+}
+
+void bf16_pack_b(bool transpose_b, int k, int n, const float *b, int ldb, uint16_t *packed) {
+    FOR_EACH_B_BLOCK(k, n) {
+        pack_b(transpose_b, b_at(transpose_b, b, ldb, jc, pc), ldb, kc, nc, packed, converted_b);
+        packed += packed_block_count(kc, nc);
+    }
+}
+
+void bf16_gemm_packed_b(bool transpose_a, int m, int n, int k, const float *a, int lda, const uint16_t *packed_b,
+                        float beta, float *c, int ldc) {
+    if (k == 0) return scale_c(m, n, beta, c, ldc);
+    a_operand operand = {a, lda, transpose_a, NULL};
+    FOR_EACH_B_BLOCK(k, n) {
+        multiply_block(&operand, m, pc, nc, kc, packed_b, pc == 0 ? beta : 1, c + jc, ldc);
+        packed_b += packed_block_count(kc, nc);
+    }
+}
+
+void bf16_gemm_patches_a(int m, int n, const bf16_patches *patches, const uint16_t *packed_b, float beta, float *c,
+                         int ldc) {
+    int k = 16 * patches->channels;
+    a_operand operand = {NULL, 0, false, patches};
+    FOR_EACH_B_BLOCK(k, n) {
+        multiply_block(&operand, m, pc, nc, kc, packed_b, pc == 0 ? beta : 1, c + jc, ldc);
+        packed_b += packed_block_count(kc, nc);
+    }
+}
+
+void bf16_gemm_patches_b(bool transpose_a, int m, int k, const float *a, int lda, const bf16_patches *patches,
+                         float beta, float *c, int ldc) {
+    int n = 16 * patches->channels;
+    if (k == 0) return scale_c(m, n, beta, c, ldc);
+    a_operand operand = {a, lda, transpose_a, NULL};
+    FOR_EACH_B_BLOCK(k, n) {
+        pack_b_patches(patches, pc, kc, jc, nc, packed_b);
+        multiply_block(&operand, m, pc, nc, kc, packed_b, pc == 0 ? beta : 1, c + jc, ldc);
+    }
 }
 
 #pragma clang attribute pop

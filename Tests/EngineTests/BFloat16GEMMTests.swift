@@ -1,7 +1,7 @@
 import Foundation
 import Kernels
 import Testing
-import VAEEngine
+@testable import VAEEngine
 
 /// bfloat16 of x, round to nearest even (test values are normal numbers, so no subnormal rule).
 func bfloat16(_ x: Float) -> Float {
@@ -40,6 +40,62 @@ struct BFloat16GEMMTests {
             #expect(c == expected, "\(value) → \(c)")
         }
     }
+
+    /// A B packed once (PackedB, as the convolutions use their kernels for every chunk of
+    /// images) gives the same bits as gemm packing it in each call, in both precisions, for two
+    /// products in a row with one packing; the shapes span several k and n blocks.
+    @Test(arguments: Precision.allCases, [false, true])
+    func packedOperandGivesTheSameBits(precision: Precision, transposeB: Bool) {
+        for (index, (m, n, k)) in [(13, 33, 7), (37, 530, 513), (97, 50, 31)].enumerated() {
+            let (bRows, bColumns) = transposeB ? (n, k) : (k, n)
+            let b = randomValues(bRows * (bColumns + 1), seed: UInt64(10 * index)).map(Float.init)
+            let packed = PackedB(precision, transposed: transposeB, k: k, n: n)
+            packed.pack(b, ldb: bColumns + 1)
+            for transposeA in [false, true] {
+                let a = randomValues(m * k, seed: UInt64(10 * index + (transposeA ? 2 : 1))).map(Float.init)
+                let lda = transposeA ? m : k
+                var expected = randomValues(m * n, seed: UInt64(10 * index + 3)).map(Float.init), actual = expected
+                gemm(precision, transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a, lda: lda, b,
+                     ldb: bColumns + 1, beta: 0.5, &expected, ldc: n)
+                gemm(transposeA: transposeA, m: m, a, lda: lda, packed, beta: 0.5, &actual, ldc: n)
+                #expect(actual.elementsEqual(expected) { $0.bitPattern == $1.bitPattern }, "\((m, n, k)) transposeA \(transposeA)")
+            }
+        }
+    }
+
+    /// bfloat16GEMM reading the patches straight from the image gives the bits of im2col and a
+    /// GEMM of the written-out patch matrix: as A (with a packed B), as B, and as the transposed
+    /// product the convolutions' backward uses (dKᵀ = dyᵀ · P against dK = Pᵀ · dy). 3 images of 20x20 give 300 patch rows
+    /// (two k blocks of 256); 64 channels give 1,024 columns (two n blocks of 512).
+    @Test(arguments: [32, 64])
+    func patchesFromTheImageGiveTheBitsOfIm2col(channels: Int) {
+        let geometry = PatchGeometry(largeHeight: 20, largeWidth: 20, channels: channels)
+        let images = 3, rows = 3 * 100, width = geometry.patchSize, m = 7
+        let large = randomValues(images * geometry.largeImageSize, seed: 21).map(Float.init)
+        var columns = [Float](repeating: .nan, count: rows * width)
+        geometry.im2col(large, &columns, batch: images)
+        for transposeA in [false, true] {
+            let a = randomValues(m * rows, seed: 22).map(Float.init), lda = transposeA ? m : rows
+            var expected = [Float](repeating: .nan, count: m * width), actual = expected
+            gemm(.bfloat16, transposeA: transposeA, m: m, n: width, k: rows, a, lda: lda, columns, ldb: width, beta: 0,
+                 &expected, ldc: width)
+            bfloat16GEMM(transposeA: transposeA, m: m, k: rows, a, lda: lda, patchesOf: large, geometry, beta: 0, &actual,
+                         ldc: width)
+            #expect(actual.elementsEqual(expected) { $0.bitPattern == $1.bitPattern }, "transposeA \(transposeA)")
+        }
+        let b = randomValues(width * m, seed: 24).map(Float.init), packed = PackedB(.bfloat16, k: width, n: m)
+        packed.pack(b, ldb: m)
+        var expected = [Float](repeating: .nan, count: rows * m), actual = expected
+        gemm(.bfloat16, m: rows, n: m, k: width, columns, lda: width, b, ldb: m, beta: 0, &expected, ldc: m)
+        bfloat16GEMM(m: rows, patchesOf: large, geometry, packed, beta: 0, &actual, ldc: m)
+        #expect(actual.elementsEqual(expected) { $0.bitPattern == $1.bitPattern }, "patches as A")
+        // The convolutions' backward: dKᵀ [m, width] = dyᵀ · P against dK [width, m] = Pᵀ · dy.
+        let dy = randomValues(rows * m, seed: 23).map(Float.init)
+        var dK = [Float](repeating: .nan, count: width * m), dKTransposed = dK
+        gemm(.bfloat16, transposeA: true, m: width, n: m, k: rows, columns, lda: width, dy, ldb: m, beta: 0, &dK, ldc: m)
+        bfloat16GEMM(transposeA: true, m: m, k: rows, dy, lda: m, patchesOf: large, geometry, beta: 0, &dKTransposed, ldc: width)
+        #expect((0..<width * m).allSatisfy { dK[$0].bitPattern == dKTransposed[($0 % m) * width + $0 / m].bitPattern })
+    }
 }
 
 /// A kernel of the package, with the rounding it applies to each operand.
@@ -56,7 +112,7 @@ enum GEMMKernel {
 ///   bf16: products of two bfloat16 values are exact in float32; the k additions and the
 ///         final one of beta · C round: k + 1.
 ///   f32:  each of the k FMAs rounds once (product and sum together), and so does each k
-///       block's addition to C (blocks of 256, the first with beta · C): k + ⌈k/256⌉.
+///         block's addition to C (blocks of 256, the first with beta · C): k + ⌈k/256⌉.
 func checkKernel(_ kernel: GEMMKernel, _ shape: (m: Int, n: Int, k: Int), transposeA: Bool, transposeB: Bool, beta: Float,
                  seed: UInt64) {
     let (m, n, k) = shape

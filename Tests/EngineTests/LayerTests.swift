@@ -56,8 +56,9 @@ extension ConvTranspose2D: PatchLayer {}
     }
 
     /// [3, 6, 6, Cin] → [3, 3, 3, Cout]: odd output sides exercise both padded borders; few and
-    /// many channels exercise the short and long copy runs of im2col and col2im.
-    @Test(arguments: [(3, 4), (16, 5)], LayerTests.precisions)
+    /// many channels exercise the short and long copy runs of im2col and col2im; 32 takes, in
+    /// bfloat16, the patches straight from x.
+    @Test(arguments: [(3, 4), (16, 5), (32, 5)], LayerTests.precisions)
     func conv2DForwardAndBackward(channels: (ci: Int, co: Int), precision: Precision) {
         let (ci, co) = channels
         let (h, w) = (6, 6)
@@ -70,8 +71,9 @@ extension ConvTranspose2D: PatchLayer {}
         }
     }
 
-    /// [3, 3, 3, Cin] → [3, 6, 6, Cout], with few and many channels.
-    @Test(arguments: [(4, 3), (5, 16)], LayerTests.precisions)
+    /// [3, 3, 3, Cin] → [3, 6, 6, Cout], with few and many channels (32: in bfloat16, the patches
+    /// of dy straight from dy in backward).
+    @Test(arguments: [(4, 3), (5, 16), (5, 32)], LayerTests.precisions)
     func convTranspose2DForwardAndBackward(channels: (ci: Int, co: Int), precision: Precision) {
         let (ci, co) = channels
         let (h, w) = (3, 3)

@@ -6,6 +6,9 @@
 ///   y = columns · K + b                    K: [4, 4, Cin, Cout] viewed as [16·Cin, Cout]
 /// Backward, given dy (the patches are rebuilt from x rather than kept from forward):
 ///   dK = Σ columnsᵀ · dy,   db = Σ_rows dy,   dx = col2im(dy · Kᵀ)
+/// In bfloat16 with Cin a multiple of 32 the GEMMs pack the columns straight from x (never
+/// written out), and backward takes dKᵀ = Σ dyᵀ · columns: the same products in the same order,
+/// the same bits.
 public final class Conv2D {
     let geometry: PatchGeometry
     public let inChannels: Int, outChannels: Int
@@ -16,6 +19,11 @@ public final class Conv2D {
     let chunk: Int
     /// Patches of one chunk; in backward, then dy · Kᵀ of the chunk.
     private let columns: FloatBuffer, columnGradient: FloatBuffer
+    /// K and Kᵀ as the B of every chunk's GEMM, packed once per pass.
+    private let kernelB: PackedB, kernelTransposedB: PackedB
+    /// Whether the GEMMs read the patches from x (see above), and backward's dKᵀ [Cout, 16·Cin].
+    private let patchesFromImage: Bool
+    private let kernelGradientTransposed: FloatBuffer
 
     public init(name: String, height: Int, width: Int, inChannels: Int, outChannels: Int,
                 maxBatch: Int, parameters: ParameterStore,
@@ -31,6 +39,10 @@ public final class Conv2D {
         let rows = chunk * geometry.smallHeight * geometry.smallWidth
         columns = FloatBuffer(count: rows * geometry.patchSize)
         columnGradient = FloatBuffer(count: rows * geometry.patchSize)
+        kernelB = PackedB(precision, k: geometry.patchSize, n: outChannels)
+        kernelTransposedB = PackedB(precision, transposed: true, k: outChannels, n: geometry.patchSize)
+        patchesFromImage = precision == .bfloat16 && geometry.patchesPackDirectly
+        kernelGradientTransposed = FloatBuffer(count: patchesFromImage ? geometry.patchSize * outChannels : 0)
     }
 
     public var outputHeight: Int { geometry.smallHeight }
@@ -42,11 +54,16 @@ public final class Conv2D {
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int) {
         broadcastRows(bias.value, into: y, rows: batch * outputPixels, width: outChannels)
+        kernelB.pack(kernel.value, ldb: outChannels)
         for first in stride(from: 0, to: batch, by: chunk) {
             let images = min(chunk, batch - first), rows = images * outputPixels
-            geometry.im2col(x + first * geometry.largeImageSize, columns.pointer, batch: images)
-            gemm(precision, m: rows, n: outChannels, k: geometry.patchSize, columns.pointer, lda: geometry.patchSize,
-                 kernel.value, ldb: outChannels, beta: 1, y + first * outputSize, ldc: outChannels)
+            let xChunk = x + first * geometry.largeImageSize, yChunk = y + first * outputSize
+            if patchesFromImage {
+                bfloat16GEMM(m: rows, patchesOf: xChunk, geometry, kernelB, beta: 1, yChunk, ldc: outChannels)
+            } else {
+                geometry.im2col(xChunk, columns.pointer, batch: images)
+                gemm(m: rows, columns.pointer, lda: geometry.patchSize, kernelB, beta: 1, yChunk, ldc: outChannels)
+            }
         }
     }
 
@@ -54,19 +71,27 @@ public final class Conv2D {
     public func backward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>?,
                          batch: Int) {
         sumRows(dy, rows: batch * outputPixels, width: outChannels, into: bias.gradient)
+        if dx != nil { kernelTransposedB.pack(kernel.value, ldb: outChannels) }
         for first in stride(from: 0, to: batch, by: chunk) {
             let images = min(chunk, batch - first), rows = images * outputPixels
-            let dyChunk = dy + first * outputSize
-            geometry.im2col(x + first * geometry.largeImageSize, columns.pointer, batch: images)
-            gemm(precision, transposeA: true, m: geometry.patchSize, n: outChannels, k: rows, columns.pointer,
-                 lda: geometry.patchSize, dyChunk, ldb: outChannels, beta: first == 0 ? 0 : 1,
-                 kernel.gradient, ldc: outChannels)
+            let dyChunk = dy + first * outputSize, xChunk = x + first * geometry.largeImageSize
+            let beta: Float = first == 0 ? 0 : 1
+            if patchesFromImage {
+                bfloat16GEMM(transposeA: true, m: outChannels, k: rows, dyChunk, lda: outChannels, patchesOf: xChunk, geometry,
+                             beta: beta, kernelGradientTransposed.pointer, ldc: geometry.patchSize)
+            } else {
+                geometry.im2col(xChunk, columns.pointer, batch: images)
+                gemm(precision, transposeA: true, m: geometry.patchSize, n: outChannels, k: rows, columns.pointer,
+                     lda: geometry.patchSize, dyChunk, ldb: outChannels, beta: beta, kernel.gradient, ldc: outChannels)
+            }
             guard let dx else { continue }
-            gemm(precision, transposeB: true, m: rows, n: geometry.patchSize, k: outChannels, dyChunk, lda: outChannels,
-                 kernel.value, ldb: outChannels, beta: 0, columnGradient.pointer, ldc: geometry.patchSize)
+            gemm(m: rows, dyChunk, lda: outChannels, kernelTransposedB, beta: 0, columnGradient.pointer, ldc: geometry.patchSize)
             let dxChunk = dx + first * geometry.largeImageSize
             dxChunk.update(repeating: 0, count: images * geometry.largeImageSize)
             geometry.col2im(columnGradient.pointer, dxChunk, batch: images)
+        }
+        if patchesFromImage {
+            transpose(kernelGradientTransposed.pointer, rows: outChannels, columns: geometry.patchSize, into: kernel.gradient)
         }
     }
 }

@@ -5,6 +5,8 @@
 ///   y = col2im(columns) + b
 /// Backward, given dy:
 ///   dcolumns = im2col(dy),  dK = Σ dcolumnsᵀ · x,  db = Σ_pixels dy,  dx = dcolumns · K
+/// In bfloat16 with Cout a multiple of 32 the GEMMs pack dcolumns straight from dy (never written
+/// out) and take dKᵀ = Σ xᵀ · dcolumns: the same products in the same order, the same bits.
 public final class ConvTranspose2D {
     let geometry: PatchGeometry
     public let inChannels: Int, outChannels: Int
@@ -15,6 +17,11 @@ public final class ConvTranspose2D {
     let chunk: Int
     /// x · Kᵀ of one chunk in forward, im2col(dy) of one chunk in backward.
     private let columns: FloatBuffer
+    /// Kᵀ and K as the B of every chunk's GEMM, packed once per pass.
+    private let kernelTransposedB: PackedB, kernelB: PackedB
+    /// Whether backward reads the patches from dy (see above), and its dKᵀ [Cin, 16·Cout].
+    private let patchesFromImage: Bool
+    private let kernelGradientTransposed: FloatBuffer
 
     public init(name: String, height: Int, width: Int, inChannels: Int, outChannels: Int,
                 maxBatch: Int, parameters: ParameterStore,
@@ -28,6 +35,10 @@ public final class ConvTranspose2D {
         bias = parameters.bias("\(name)/bias", count: outChannels)
         chunk = geometry.imagesPerChunk(maxBatch: maxBatch, budget: patchBudget)
         columns = FloatBuffer(count: chunk * height * width * geometry.patchSize)
+        kernelTransposedB = PackedB(precision, transposed: true, k: inChannels, n: geometry.patchSize)
+        kernelB = PackedB(precision, k: geometry.patchSize, n: inChannels)
+        patchesFromImage = precision == .bfloat16 && geometry.patchesPackDirectly
+        kernelGradientTransposed = FloatBuffer(count: patchesFromImage ? geometry.patchSize * inChannels : 0)
     }
 
     public var outputHeight: Int { geometry.largeHeight }
@@ -39,10 +50,11 @@ public final class ConvTranspose2D {
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int) {
         broadcastRows(bias.value, into: y, rows: batch * outputHeight * outputWidth, width: outChannels)
+        kernelTransposedB.pack(kernel.value, ldb: inChannels)
         for first in stride(from: 0, to: batch, by: chunk) {
             let images = min(chunk, batch - first), rows = images * inputPixels
-            gemm(precision, transposeB: true, m: rows, n: geometry.patchSize, k: inChannels, x + first * inputSize,
-                 lda: inChannels, kernel.value, ldb: inChannels, beta: 0, columns.pointer, ldc: geometry.patchSize)
+            gemm(m: rows, x + first * inputSize, lda: inChannels, kernelTransposedB, beta: 0, columns.pointer,
+                 ldc: geometry.patchSize)
             geometry.col2im(columns.pointer, y + first * outputSize, batch: images)
         }
     }
@@ -51,15 +63,24 @@ public final class ConvTranspose2D {
     public func backward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
                          batch: Int) {
         sumRows(dy, rows: batch * outputHeight * outputWidth, width: outChannels, into: bias.gradient)
+        kernelB.pack(kernel.value, ldb: inChannels)
         for first in stride(from: 0, to: batch, by: chunk) {
             let images = min(chunk, batch - first), rows = images * inputPixels
-            let xChunk = x + first * inputSize
-            geometry.im2col(dy + first * outputSize, columns.pointer, batch: images)
+            let xChunk = x + first * inputSize, dyChunk = dy + first * outputSize, dxChunk = dx + first * inputSize
+            let beta: Float = first == 0 ? 0 : 1
+            if patchesFromImage {
+                bfloat16GEMM(transposeA: true, m: inChannels, k: rows, xChunk, lda: inChannels, patchesOf: dyChunk, geometry,
+                             beta: beta, kernelGradientTransposed.pointer, ldc: geometry.patchSize)
+                bfloat16GEMM(m: rows, patchesOf: dyChunk, geometry, kernelB, beta: 0, dxChunk, ldc: inChannels)
+                continue
+            }
+            geometry.im2col(dyChunk, columns.pointer, batch: images)
             gemm(precision, transposeA: true, m: geometry.patchSize, n: inChannels, k: rows, columns.pointer,
-                 lda: geometry.patchSize, xChunk, ldb: inChannels, beta: first == 0 ? 0 : 1,
-                 kernel.gradient, ldc: inChannels)
-            gemm(precision, m: rows, n: inChannels, k: geometry.patchSize, columns.pointer, lda: geometry.patchSize,
-                 kernel.value, ldb: inChannels, beta: 0, dx + first * inputSize, ldc: inChannels)
+                 lda: geometry.patchSize, xChunk, ldb: inChannels, beta: beta, kernel.gradient, ldc: inChannels)
+            gemm(m: rows, columns.pointer, lda: geometry.patchSize, kernelB, beta: 0, dxChunk, ldc: inChannels)
+        }
+        if patchesFromImage {
+            transpose(kernelGradientTransposed.pointer, rows: inChannels, columns: geometry.patchSize, into: kernel.gradient)
         }
     }
 }

@@ -25,6 +25,13 @@ func sumRows(_ m: UnsafePointer<Float>, rows: Int, width: Int, into sums: Unsafe
     }
 }
 
+/// t[j, i] = m[i, j] for m [rows, columns].
+func transpose(_ m: UnsafePointer<Float>, rows: Int, columns: Int, into t: UnsafeMutablePointer<Float>) {
+    for i in 0..<rows {
+        for j in 0..<columns { t[j * rows + i] = m[i * columns + j] }
+    }
+}
+
 /// A read-only vector of ones for `sumRows`.
 enum Ones {
     static let count = 1 << 16
