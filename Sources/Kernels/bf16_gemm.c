@@ -134,13 +134,22 @@ static inline patch_origin origin_of(const bf16_patches *patches, int row) {
                           2 * (pixel % small_width) - 1};
 }
 
-/// The values of column `column` on of the patch row at `origin`: that tap's channels from
-/// column % channels on, contiguous in the image; NULL for a tap in the padding (zeros).
-static inline const float *patch_values(const bf16_patches *patches, patch_origin origin, int column) {
-    int tap = column / patches->channels, y = origin.y + tap / 4, x = origin.x + tap % 4;
+/// Where a column's values lie relative to a patch origin: its tap (ky, kx) and channel.
+typedef struct {
+    int ky, kx, channel;
+} patch_column;
+
+static inline patch_column column_of(const bf16_patches *patches, int column) {
+    int tap = column / patches->channels;
+    return (patch_column){tap / 4, tap % 4, column % patches->channels};
+}
+
+/// The values of `column` on of the patch row at `origin`: that tap's channels from the column's
+/// on, contiguous in the image; NULL for a tap in the padding (zeros).
+static inline const float *patch_values(const bf16_patches *patches, patch_origin origin, patch_column column) {
+    int y = origin.y + column.ky, x = origin.x + column.kx;
     if (y < 0 || y >= patches->height || x < 0 || x >= patches->width) return NULL;
-    return patches->large + (origin.image_start + (long)y * patches->width + x) * patches->channels +
-           column % patches->channels;
+    return patches->large + (origin.image_start + (long)y * patches->width + x) * patches->channels + column.channel;
 }
 
 static inline __m512 load_or_zero(const float *values) {
@@ -155,13 +164,15 @@ static inline __m512 load_or_zero(const float *values) {
 /// patch matrix (as an A stored [m, k]: each row a plain conversion).
 static void pack_a_patches(const bf16_patches *patches, int first_row, int mc, int first_column, int kc,
                            uint16_t *packed) {
+    patch_column columns[KC / NR];  // the divisions once per block, not per row
+    for (int column = 0; column < kc; column += NR) columns[column / NR] = column_of(patches, first_column + column);
     for (int panel = 0; panel < mc; panel += MR) {
         for (int r = 0; r < MR; r++) {
             uint16_t *out = packed + panel * KC + r * KC;
             bool inside = panel + r < mc;  // rows past mc are zeros
             patch_origin origin = inside ? origin_of(patches, first_row + panel + r) : (patch_origin){0, 0, 0};
             for (int column = 0; column < kc; column += NR) {
-                const float *values = inside ? patch_values(patches, origin, first_column + column) : NULL;
+                const float *values = inside ? patch_values(patches, origin, columns[column / NR]) : NULL;
                 __m512i both = (__m512i)_mm512_cvtne2ps_pbh(load_or_zero(values ? values + 16 : NULL), load_or_zero(values));
                 _mm512_storeu_si512(out + column, both);
             }
@@ -178,9 +189,10 @@ static void pack_b_patches(const bf16_patches *patches, int first_row, int kc, i
     for (int r = 0; r < kc; r++) origins[r] = origin_of(patches, first_row + r);
     for (int panel = 0; panel < nc; panel += NR) {
         uint16_t *out = packed + panel * pairs * 2;
+        patch_column column = column_of(patches, first_column + panel);
         for (int p = 0; p < pairs; p++) {
-            const float *first = patch_values(patches, origins[2 * p], first_column + panel);
-            const float *second = 2 * p + 1 < kc ? patch_values(patches, origins[2 * p + 1], first_column + panel) : NULL;
+            const float *first = patch_values(patches, origins[2 * p], column);
+            const float *second = 2 * p + 1 < kc ? patch_values(patches, origins[2 * p + 1], column) : NULL;
             for (int half = 0; half < NR; half += 16) {
                 __m512 r0 = load_or_zero(first ? first + half : NULL), r1 = load_or_zero(second ? second + half : NULL);
                 _mm512_storeu_si512(out + (p * NR + half) * 2, interleave_pairs(r0, r1));
