@@ -228,10 +228,13 @@ static inline __attribute__((always_inline)) void micro_kernel(
     }
 }
 
-// Per-thread packing buffers: the engine runs one model replica per thread.
-static _Thread_local uint16_t packed_a[MC * KC] __attribute__((aligned(64)));
-static _Thread_local uint16_t packed_b[KC * NC] __attribute__((aligned(64)));
-static _Thread_local uint16_t converted_b[NR * KC] __attribute__((aligned(64)));
+// Per-thread packing buffers (see thread_buffers), set by every entry point below.
+typedef struct {
+    uint16_t a[MC * KC], b[KC * NC], converted_b[NR * KC];
+} packing_buffers;
+static pthread_key_t buffers_key;
+__attribute__((constructor)) static void create_buffers_key(void) { pthread_key_create(&buffers_key, free); }
+static _Thread_local packing_buffers *buffers;
 
 enum { ROW_MAJOR_ROW = KC / 2, ROW_MAJOR_PAIR = 1, PAIR_MAJOR_ROW = 1, PAIR_MAJOR_PAIR = MR };
 
@@ -246,16 +249,16 @@ typedef struct {
 /// A block rows [ic, ic + mc) x k [pc, pc + kc) → packed_a.
 static void pack_a_block(const void *operand, int ic, int pc, int mc, int kc) {
     const a_operand *a = operand;
-    if (a->patches) return pack_a_patches(a->patches, ic, mc, pc, kc, packed_a);
+    if (a->patches) return pack_a_patches(a->patches, ic, mc, pc, kc, buffers->a);
     const float *block = a->transposed ? a->a + (long)pc * a->lda + ic : a->a + (long)ic * a->lda + pc;
-    pack_a(a->transposed, block, a->lda, mc, kc, packed_a);
+    pack_a(a->transposed, block, a->lda, mc, kc, buffers->a);
 }
 
 /// Tile (ir, jr) of a block: A micro-panel ir of packed_a, B micro-panel jr of b_block.
 static inline __attribute__((always_inline)) void tile(const void *operand, int kc, int ir, int jr, const void *b_block,
                                                        float beta, float *c, int ldc, int rows, int columns) {
     int pairs = (kc + 1) / 2;
-    const uint16_t *panel_a = packed_a + ir * KC, *panel_b = (const uint16_t *)b_block + jr * pairs * 2;
+    const uint16_t *panel_a = buffers->a + ir * KC, *panel_b = (const uint16_t *)b_block + jr * pairs * 2;
     if (((const a_operand *)operand)->transposed) {
         micro_kernel(pairs, panel_a, PAIR_MAJOR_ROW, PAIR_MAJOR_PAIR, panel_b, beta, c, ldc, rows, columns);
     } else {
@@ -274,11 +277,12 @@ static long packed_block_count(int kc, int nc) { return (long)((kc + 1) / 2) * 2
 
 void bf16_gemm(bool transpose_a, bool transpose_b, int m, int n, int k,
                const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+    buffers = thread_buffers(buffers_key, sizeof *buffers);
     if (k == 0) return scale_c(m, n, beta, c, ldc);
     a_operand operand = {a, lda, transpose_a, NULL};
     FOR_EACH_B_BLOCK(k, n) {
-        pack_b(transpose_b, b_at(transpose_b, b, ldb, jc, pc), ldb, kc, nc, packed_b, converted_b);
-        multiply_block(&operand, m, pc, nc, kc, packed_b, pc == 0 ? beta : 1, c + jc, ldc);
+        pack_b(transpose_b, b_at(transpose_b, b, ldb, jc, pc), ldb, kc, nc, buffers->b, buffers->converted_b);
+        multiply_block(&operand, m, pc, nc, kc, buffers->b, pc == 0 ? beta : 1, c + jc, ldc);
     }
 }
 
@@ -289,14 +293,16 @@ long bf16_packed_b_count(int k, int n) {
 }
 
 void bf16_pack_b(bool transpose_b, int k, int n, const float *b, int ldb, uint16_t *packed) {
+    buffers = thread_buffers(buffers_key, sizeof *buffers);
     FOR_EACH_B_BLOCK(k, n) {
-        pack_b(transpose_b, b_at(transpose_b, b, ldb, jc, pc), ldb, kc, nc, packed, converted_b);
+        pack_b(transpose_b, b_at(transpose_b, b, ldb, jc, pc), ldb, kc, nc, packed, buffers->converted_b);
         packed += packed_block_count(kc, nc);
     }
 }
 
 void bf16_gemm_packed_b(bool transpose_a, int m, int n, int k, const float *a, int lda, const uint16_t *packed_b,
                         float beta, float *c, int ldc) {
+    buffers = thread_buffers(buffers_key, sizeof *buffers);
     if (k == 0) return scale_c(m, n, beta, c, ldc);
     a_operand operand = {a, lda, transpose_a, NULL};
     FOR_EACH_B_BLOCK(k, n) {
@@ -307,6 +313,7 @@ void bf16_gemm_packed_b(bool transpose_a, int m, int n, int k, const float *a, i
 
 void bf16_gemm_patches_a(int m, int n, const bf16_patches *patches, const uint16_t *packed_b, float beta, float *c,
                          int ldc) {
+    buffers = thread_buffers(buffers_key, sizeof *buffers);
     int k = 16 * patches->channels;
     a_operand operand = {NULL, 0, false, patches};
     FOR_EACH_B_BLOCK(k, n) {
@@ -317,12 +324,13 @@ void bf16_gemm_patches_a(int m, int n, const bf16_patches *patches, const uint16
 
 void bf16_gemm_patches_b(bool transpose_a, int m, int k, const float *a, int lda, const bf16_patches *patches,
                          float beta, float *c, int ldc) {
+    buffers = thread_buffers(buffers_key, sizeof *buffers);
     int n = 16 * patches->channels;
     if (k == 0) return scale_c(m, n, beta, c, ldc);
     a_operand operand = {a, lda, transpose_a, NULL};
     FOR_EACH_B_BLOCK(k, n) {
-        pack_b_patches(patches, pc, kc, jc, nc, packed_b);
-        multiply_block(&operand, m, pc, nc, kc, packed_b, pc == 0 ? beta : 1, c + jc, ldc);
+        pack_b_patches(patches, pc, kc, jc, nc, buffers->b);
+        multiply_block(&operand, m, pc, nc, kc, buffers->b, pc == 0 ? beta : 1, c + jc, ldc);
     }
 }
 

@@ -98,9 +98,13 @@ static inline __attribute__((always_inline)) void micro_kernel(int kc, const flo
     }
 }
 
-// Per-thread packing buffers: the engine runs one model replica per thread.
-static _Thread_local float packed_a[MC * KC] __attribute__((aligned(64)));
-static _Thread_local float packed_b[KC * NC] __attribute__((aligned(64)));
+// Per-thread packing buffers (see thread_buffers), set by f32_gemm.
+typedef struct {
+    float a[MC * KC], b[KC * NC];
+} packing_buffers;
+static pthread_key_t buffers_key;
+__attribute__((constructor)) static void create_buffers_key(void) { pthread_key_create(&buffers_key, free); }
+static _Thread_local packing_buffers *buffers;
 
 /// Operand A of a product: a matrix stored [m, k] or (transposed) [k, m].
 typedef struct {
@@ -113,13 +117,13 @@ typedef struct {
 static void pack_a_block(const void *operand, int ic, int pc, int mc, int kc) {
     const a_operand *a = operand;
     const float *block = a->transposed ? a->a + (long)pc * a->lda + ic : a->a + (long)ic * a->lda + pc;
-    pack_a(a->transposed, block, a->lda, mc, kc, packed_a);
+    pack_a(a->transposed, block, a->lda, mc, kc, buffers->a);
 }
 
 /// Tile (ir, jr) of a block: A micro-panel ir of packed_a, B micro-panel jr of b_block.
 static inline __attribute__((always_inline)) void tile(const void *operand, int kc, int ir, int jr, const void *b_block,
                                                        float beta, float *c, int ldc, int rows, int columns) {
-    const float *panel_a = packed_a + ir * KC, *panel_b = (const float *)b_block + jr * kc;
+    const float *panel_a = buffers->a + ir * KC, *panel_b = (const float *)b_block + jr * kc;
     if (((const a_operand *)operand)->transposed) {
         micro_kernel(kc, panel_a, 1, MR, panel_b, beta, c, ldc, rows, columns);
     } else {
@@ -129,11 +133,12 @@ static inline __attribute__((always_inline)) void tile(const void *operand, int 
 
 void f32_gemm(bool transpose_a, bool transpose_b, int m, int n, int k,
               const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+    buffers = thread_buffers(buffers_key, sizeof *buffers);
     if (k == 0) return scale_c(m, n, beta, c, ldc);
     a_operand operand = {a, lda, transpose_a};
     FOR_EACH_B_BLOCK(k, n) {
-        pack_b(transpose_b, b_at(transpose_b, b, ldb, jc, pc), ldb, kc, nc, packed_b);
-        for_each_tile(pack_a_block, tile, &operand, m, pc, nc, kc, packed_b, pc == 0 ? beta : 1, c + jc, ldc);
+        pack_b(transpose_b, b_at(transpose_b, b, ldb, jc, pc), ldb, kc, nc, buffers->b);
+        for_each_tile(pack_a_block, tile, &operand, m, pc, nc, kc, buffers->b, pc == 0 ? beta : 1, c + jc, ldc);
     }
 }
 

@@ -14,7 +14,9 @@
 #define PACKED_GEMM_H
 
 #include <immintrin.h>
+#include <pthread.h>
 #include <stdbool.h>
+#include <stdlib.h>
 
 /// The blocking of both kernels (float32 measured best with bf16's: MR 12 or 14 and KC 128 or
 /// 256 ran the engine's products within 2%). Sizes in bfloat16 / float32.
@@ -25,6 +27,18 @@ enum {
     MC = 96,   // rows per A block: MC·KC = 48 / 96 KB
     NC = 512,  // columns per B block: KC·NC = 256 / 512 KB (L2 is 1 MB)
 };
+
+/// This thread's packing buffers of `bytes` under `key` (whose destructor frees them), allocated
+/// 64-byte aligned on the thread's first product; the engine runs one model replica per thread.
+/// As static thread-local arrays (about 1 MB for both kernels) they would be carved out of every
+/// thread's stack, whatever the thread.
+static void *thread_buffers(pthread_key_t key, size_t bytes) {
+    void *buffers = pthread_getspecific(key);
+    if (buffers) return buffers;
+    buffers = aligned_alloc(64, bytes);
+    if (!buffers || pthread_setspecific(key, buffers) != 0) abort();
+    return buffers;
+}
 
 static inline __mmask16 first_lanes(int count) {
     return count >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count > 0 ? count : 0)) - 1);
