@@ -58,20 +58,64 @@ public func allFinite(_ values: UnsafePointer<Float>, _ count: Int) -> Bool {
     return total.isFinite
 }
 
+/// Calls `body(i)` for i = start, start + 4, ... while four values fit, and returns where it
+/// stopped: the tail after `forEachVector` for short runs such as an RGB pixel's 3·4 taps.
+@inline(__always)
+func forEachQuad(from start: Int, count: Int, _ body: (Int) -> Void) -> Int {
+    var i = start
+    while i + 4 <= count {
+        body(i)
+        i += 4
+    }
+    return i
+}
+
+@inline(__always)
+func load4(_ pointer: UnsafePointer<Float>) -> SIMD4<Float> {
+    UnsafeRawPointer(pointer).loadUnaligned(as: SIMD4<Float>.self)
+}
+
+@inline(__always)
+func store4(_ value: SIMD4<Float>, _ pointer: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(pointer).storeBytes(of: value, as: SIMD4<Float>.self)
+}
+
 /// destination[i] += source[i]: 16 values at a time, then 4, then one. Both ends matter: gradient
-/// buffers hold a million values, col2im's runs as few as 12 (an RGB image), where a scalar tail
+/// buffers hold a million values, col2im's runs as few as 3 (an RGB pixel), where a scalar tail
 /// after the 16-wide loop would do all the work.
 @inline(__always)
 public func accumulate(_ source: UnsafePointer<Float>, into destination: UnsafeMutablePointer<Float>, count: Int) {
     var i = forEachVector(count: count) { i in store(load(destination + i) + load(source + i), destination + i) }
-    while i + 4 <= count {
-        let sum = UnsafeRawPointer(destination + i).loadUnaligned(as: SIMD4<Float>.self)
-            + UnsafeRawPointer(source + i).loadUnaligned(as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(destination + i).storeBytes(of: sum, as: SIMD4<Float>.self)
-        i += 4
+    i = forEachQuad(from: i, count: count) { i in store4(load4(destination + i) + load4(source + i), destination + i) }
+    for i in i..<count { destination[i] += source[i] }
+}
+
+/// destination[i] = (destination[i] + first[i]) + second[i], in that order, vectorised as `accumulate`.
+@inline(__always)
+func accumulate(_ first: UnsafePointer<Float>, then second: UnsafePointer<Float>,
+                into destination: UnsafeMutablePointer<Float>, count: Int) {
+    var i = forEachVector(count: count) { i in
+        store(load(destination + i) + load(first + i) + load(second + i), destination + i)
     }
-    while i < count {
-        destination[i] += source[i]
-        i += 1
+    i = forEachQuad(from: i, count: count) { i in
+        store4(load4(destination + i) + load4(first + i) + load4(second + i), destination + i)
     }
+    for i in i..<count { destination[i] = destination[i] + first[i] + second[i] }
+}
+
+/// destination[0..<count] = source[0..<count], vectorised as `accumulate`: runs here are short (12
+/// values for an RGB image), where a memcpy call or a generic loop's set-up costs more than the copy.
+@inline(__always)
+func copyFloats(_ source: UnsafePointer<Float>, _ destination: UnsafeMutablePointer<Float>, count: Int) {
+    var i = forEachVector(count: count) { i in store(load(source + i), destination + i) }
+    i = forEachQuad(from: i, count: count) { i in store4(load4(source + i), destination + i) }
+    for i in i..<count { destination[i] = source[i] }
+}
+
+/// destination[0..<count] = 0, vectorised as `copyFloats` and for the same reason.
+@inline(__always)
+func zeroFloats(_ destination: UnsafeMutablePointer<Float>, count: Int) {
+    var i = forEachVector(count: count) { i in store(Vector(repeating: 0), destination + i) }
+    i = forEachQuad(from: i, count: count) { i in store4(SIMD4(repeating: 0), destination + i) }
+    for i in i..<count { destination[i] = 0 }
 }

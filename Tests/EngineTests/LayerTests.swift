@@ -57,7 +57,8 @@ extension ConvTranspose2D: PatchLayer {}
 
     /// [3, 6, 6, Cin] → [3, 3, 3, Cout]: odd output sides exercise both padded borders; few and
     /// many channels exercise the short and long copy runs of im2col and col2im; 32 takes, in
-    /// bfloat16, the patches straight from x.
+    /// bfloat16, the patches straight from x; 3 and 32 take the patch code compiled for the models'
+    /// channel counts, 16 its general form.
     @Test(arguments: [(3, 4), (16, 5), (32, 5)], LayerTests.precisions)
     func conv2DForwardAndBackward(channels: (ci: Int, co: Int), precision: Precision) {
         let (ci, co) = channels
@@ -72,7 +73,8 @@ extension ConvTranspose2D: PatchLayer {}
     }
 
     /// [3, 3, 3, Cin] → [3, 6, 6, Cout], with few and many channels (32: in bfloat16, the patches
-    /// of dy straight from dy in backward).
+    /// of dy straight from dy in backward; 3, 32 and 16 output channels: both forms of the patch
+    /// code, as above).
     @Test(arguments: [(4, 3), (5, 16), (5, 32)], LayerTests.precisions)
     func convTranspose2DForwardAndBackward(channels: (ci: Int, co: Int), precision: Precision) {
         let (ci, co) = channels

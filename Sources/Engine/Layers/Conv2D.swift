@@ -17,8 +17,10 @@ public final class Conv2D {
     public let precision: Precision
     /// Images per GEMM.
     let chunk: Int
-    /// Patches of one chunk; in backward, then dy · Kᵀ of the chunk.
-    private let columns: FloatBuffer, columnGradient: FloatBuffer
+    /// Patches of one chunk; in backward, once dK has used them, dy · Kᵀ of the chunk. One buffer
+    /// for both keeps a chunk's working set in the core's cache (the second convolution's patches of
+    /// one image take 512 KB).
+    private let columns: FloatBuffer
     /// K and Kᵀ as the B of every chunk's GEMM, packed once per pass.
     private let kernelB: PackedB, kernelTransposedB: PackedB
     /// Whether the GEMMs read the patches from x (see above), and backward's dKᵀ [Cout, 16·Cin].
@@ -38,7 +40,6 @@ public final class Conv2D {
         chunk = geometry.imagesPerChunk(maxBatch: maxBatch, budget: patchBudget)
         let rows = chunk * geometry.smallHeight * geometry.smallWidth
         columns = FloatBuffer(count: rows * geometry.patchSize)
-        columnGradient = FloatBuffer(count: rows * geometry.patchSize)
         kernelB = PackedB(precision, k: geometry.patchSize, n: outChannels)
         kernelTransposedB = PackedB(precision, transposed: true, k: outChannels, n: geometry.patchSize)
         patchesFromImage = precision == .bfloat16 && geometry.patchesPackDirectly
@@ -85,10 +86,10 @@ public final class Conv2D {
                      lda: geometry.patchSize, dyChunk, ldb: outChannels, beta: beta, kernel.gradient, ldc: outChannels)
             }
             guard let dx else { continue }
-            gemm(m: rows, dyChunk, lda: outChannels, kernelTransposedB, beta: 0, columnGradient.pointer, ldc: geometry.patchSize)
+            gemm(m: rows, dyChunk, lda: outChannels, kernelTransposedB, beta: 0, columns.pointer, ldc: geometry.patchSize)
             let dxChunk = dx + first * geometry.largeImageSize
             dxChunk.update(repeating: 0, count: images * geometry.largeImageSize)
-            geometry.col2im(columnGradient.pointer, dxChunk, batch: images)
+            geometry.col2im(columns.pointer, dxChunk, batch: images)
         }
         if patchesFromImage {
             transpose(kernelGradientTransposed.pointer, rows: outChannels, columns: geometry.patchSize, into: kernel.gradient)
