@@ -20,14 +20,27 @@ public final class Adam {
         secondMoment = FloatBuffer(count: parameterCount)
     }
 
-    public func update(_ parameters: ParameterStore) {
+    /// One step over every parameter, split into `parts` ranges run at once (one per thread of the
+    /// process, which would otherwise wait for one thread's pass over 32 MB): each value's update
+    /// is its own, so the split changes no bits.
+    public func update(_ parameters: ParameterStore, parts: Int = 1) {
         step += 1
         let t = Double(step)
         let correction = Float(Double(learningRate) * (1 - pow(Double(beta2), t)).squareRoot() / (1 - pow(Double(beta1), t)))
-        let p = parameters.values.pointer, g = parameters.gradients.pointer
-        let m = firstMoment.pointer, v = secondMoment.pointer
+        let count = parameters.count, part = (count / max(parts, 1) + 15) / 16 * 16
+        let (values, gradients, firstMoment, secondMoment) = (parameters.values, parameters.gradients, firstMoment, secondMoment)
         let (b1, b2, eps) = (beta1, beta2, epsilon)
-        let done = forEachVector(count: parameters.count) { i in
+        DispatchQueue.concurrentPerform(iterations: max(parts, 1)) { index in
+            let first = min(index * part, count), end = min(first + part, count)
+            Adam.update(values.pointer + first, gradients.pointer + first, firstMoment.pointer + first,
+                        secondMoment.pointer + first, count: end - first, b1, b2, eps, correction: correction)
+        }
+    }
+
+    private static func update(_ p: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>,
+                               _ v: UnsafeMutablePointer<Float>, count: Int, _ b1: Float, _ b2: Float, _ eps: Float,
+                               correction: Float) {
+        let done = forEachVector(count: count) { i in
             let gradient = load(g + i)
             let first = b1 * load(m + i) + (1 - b1) * gradient
             let second = b2 * load(v + i) + (1 - b2) * gradient * gradient
@@ -35,7 +48,7 @@ public final class Adam {
             store(second, v + i)
             store(load(p + i) - correction * first / (second.squareRoot() + eps), p + i)
         }
-        for i in done..<parameters.count {
+        for i in done..<count {
             m[i] = b1 * m[i] + (1 - b1) * g[i]
             v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
             p[i] -= correction * m[i] / (v[i].squareRoot() + eps)
@@ -45,6 +58,8 @@ public final class Adam {
     /// Restores the step counter when training resumes from a checkpoint.
     public func restore(step: Int) { self.step = step }
 }
+
+import Dispatch
 
 #if canImport(Glibc)
 import Glibc

@@ -130,7 +130,7 @@ public final class StepRunner {
                                 + "KL \(total.kl)); stopped before updating the parameters. Try a lower --lr.",
                                 collective: true)
         }
-        optimizer.update(parameters)
+        optimizer.update(parameters, parts: threads)
         return total
     }
 }
