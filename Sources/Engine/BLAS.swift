@@ -55,13 +55,13 @@ public func gemm(_ precision: Precision, transposeA: Bool = false, transposeB: B
 /// otherwise pack again in every call (the same bits); in float32, the matrix as stored.
 /// op(B) is [k, n].
 public final class PackedB {
-    public let precision: Precision
     let transposed: Bool, k: Int, n: Int
+    /// The bfloat16 panels; nil in float32.
     let panels: UnsafeMutablePointer<UInt16>?
     private var matrix: UnsafePointer<Float>?, ldb = 0
 
     public init(_ precision: Precision, transposed: Bool = false, k: Int, n: Int) {
-        (self.precision, self.transposed, self.k, self.n) = (precision, transposed, k, n)
+        (self.transposed, self.k, self.n) = (transposed, k, n)
         panels = precision == .bfloat16 ? .allocate(capacity: bf16_packed_b_count(Int32(k), Int32(n))) : nil
     }
 

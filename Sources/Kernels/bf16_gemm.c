@@ -300,26 +300,27 @@ void bf16_pack_b(bool transpose_b, int k, int n, const float *b, int ldb, uint16
     }
 }
 
-void bf16_gemm_packed_b(bool transpose_a, int m, int n, int k, const float *a, int lda, const uint16_t *packed_b,
-                        float beta, float *c, int ldc) {
+/// C[m, n] = op(A)[m, k] · B + beta · C with B packed by bf16_pack_b: its blocks in the order packed.
+static void multiply_packed_b(const a_operand *operand, int m, int n, int k, const uint16_t *packed_b, float beta,
+                              float *c, int ldc) {
     buffers = thread_buffers(buffers_key, sizeof *buffers);
     if (k == 0) return scale_c(m, n, beta, c, ldc);
-    a_operand operand = {a, lda, transpose_a, NULL};
     FOR_EACH_B_BLOCK(k, n) {
-        multiply_block(&operand, m, pc, nc, kc, packed_b, pc == 0 ? beta : 1, c + jc, ldc);
+        multiply_block(operand, m, pc, nc, kc, packed_b, pc == 0 ? beta : 1, c + jc, ldc);
         packed_b += packed_block_count(kc, nc);
     }
 }
 
+void bf16_gemm_packed_b(bool transpose_a, int m, int n, int k, const float *a, int lda, const uint16_t *packed_b,
+                        float beta, float *c, int ldc) {
+    a_operand operand = {a, lda, transpose_a, NULL};
+    multiply_packed_b(&operand, m, n, k, packed_b, beta, c, ldc);
+}
+
 void bf16_gemm_patches_a(int m, int n, const bf16_patches *patches, const uint16_t *packed_b, float beta, float *c,
                          int ldc) {
-    buffers = thread_buffers(buffers_key, sizeof *buffers);
-    int k = 16 * patches->channels;
     a_operand operand = {NULL, 0, false, patches};
-    FOR_EACH_B_BLOCK(k, n) {
-        multiply_block(&operand, m, pc, nc, kc, packed_b, pc == 0 ? beta : 1, c + jc, ldc);
-        packed_b += packed_block_count(kc, nc);
-    }
+    multiply_packed_b(&operand, m, n, 16 * patches->channels, packed_b, beta, c, ldc);
 }
 
 void bf16_gemm_patches_b(bool transpose_a, int m, int k, const float *a, int lda, const bf16_patches *patches,
