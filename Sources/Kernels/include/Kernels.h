@@ -66,4 +66,10 @@ void bf16_gemm_patches_a(int m, int n, const bf16_patches *patches, const uint16
 void bf16_gemm_patches_transposed_a(int m, int n, int k, const bf16_patches *patches, const float *b, int ldb,
                                     float beta, float *c, int ldc);
 
+/// The engine's element-wise passes (ReLU, its gradient mask, the sigmoid) on AVX-512, with the
+/// bits of its Swift loops. Call only when f32_gemm_available().
+void avx512_relu_forward(float *y, long count);
+void avx512_relu_backward(const float *y, float *gradient, long count);
+void avx512_sigmoid_forward(float *y, long count);
+
 #endif
