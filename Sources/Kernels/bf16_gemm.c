@@ -233,8 +233,8 @@ static inline __m512 rgb_kernel_row(const bf16_patches *patches, patch_origin or
     int first_tap = origin.x < 0 ? -origin.x : 0;
     int end_tap = patches->width - origin.x < 4 ? patches->width - origin.x : 4;
     if (first_tap == 0 && end_tap == 4) {
-        __m512 low = _mm512_castps256_ps512(_mm256_loadu_ps(run));
-        return _mm512_maskz_mov_ps(0x0FFF, _mm512_insertf32x4(low, _mm_loadu_ps(run + 8), 2));
+        __m512 low = _mm512_zextps256_ps512(_mm256_loadu_ps(run));  // lanes 8-15 zero
+        return _mm512_insertf32x4(low, _mm_loadu_ps(run + 8), 2);
     }
     __mmask16 lanes = (__mmask16)(((1u << (3 * end_tap)) - 1) & ~((1u << (3 * first_tap)) - 1));
     return _mm512_maskz_loadu_ps(lanes, run);
