@@ -59,6 +59,8 @@ public final class PackedB {
     /// The bfloat16 panels; nil in float32.
     let panels: UnsafeMutablePointer<UInt16>?
     private var matrix: UnsafePointer<Float>?, ldb = 0
+    /// The scope of fixed values (ParameterStore.fixedValuesScope) the panels were packed in, if any.
+    private var packedInScope: Int?
 
     public init(_ precision: Precision, transposed: Bool = false, k: Int, n: Int) {
         (self.transposed, self.k, self.n) = (transposed, k, n)
@@ -69,8 +71,17 @@ public final class PackedB {
 
     /// Takes B as stored (row stride `ldb`); it must not change until the last GEMM with it.
     public func pack(_ b: UnsafePointer<Float>, ldb: Int) {
-        (matrix, self.ldb) = (b, ldb)
+        (matrix, self.ldb, packedInScope) = (b, ldb, nil)
         if let panels { bf16_pack_b(transposed, Int32(k), Int32(n), b, Int32(ldb), panels) }
+    }
+
+    /// `pack`, skipped when the same B was already packed in `scope` of fixed values (the
+    /// parameter store's `fixedValuesScope`, which guarantees B has not changed since); outside
+    /// any scope (nil) it always packs.
+    public func pack(_ b: UnsafePointer<Float>, ldb: Int, fixedIn scope: Int?) {
+        if let scope, scope == packedInScope, b == matrix, ldb == self.ldb { return }
+        pack(b, ldb: ldb)
+        packedInScope = scope
     }
 
     /// C[m,n] = op(A)[m,k] · B + beta · C.

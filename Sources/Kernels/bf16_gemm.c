@@ -82,11 +82,40 @@ static void pack_a(bool transposed, const float *a, int lda, int mc, int kc, uin
     }
 }
 
+/// Transposes a 16x16 tile of dwords: lane j of row i goes to lane i of row j.
+static inline void transpose_16x16(__m512i row[16]) {
+    // Each row's four 128-bit lanes hold 4 dwords each; interleave dwords, then pairs of dwords, of
+    // rows 4g..4g+3: u[4g + c], lane l, holds column 4l + c of rows 4g..4g+3.
+    __m512i t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(row[i], row[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(row[i], row[i + 1]);
+    }
+    for (int g = 0; g < 16; g += 4) {
+        u[g] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
+        u[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
+        u[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
+        u[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
+    }
+    // Then a 4x4 transpose of 128-bit lanes: row 4l + c of the result takes lane l of u[c],
+    // u[4 + c], u[8 + c], u[12 + c] (0x88 picks lanes 0 and 2 of each source, 0xDD lanes 1 and 3).
+    for (int c = 0; c < 4; c++) {
+        __m512i even01 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x88);
+        __m512i odd01 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xDD);
+        __m512i even23 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x88);
+        __m512i odd23 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xDD);
+        row[c] = _mm512_shuffle_i32x4(even01, even23, 0x88);
+        row[4 + c] = _mm512_shuffle_i32x4(odd01, odd23, 0x88);
+        row[8 + c] = _mm512_shuffle_i32x4(even01, even23, 0xDD);
+        row[12 + c] = _mm512_shuffle_i32x4(odd01, odd23, 0xDD);
+    }
+}
+
 /// B block k [0, kc) x columns [0, nc) of op(B) → micro-panels of NR columns, pairs of k
 /// interleaved, columns past nc and the k past an odd kc zero. A B stored [k, n] interleaves two
-/// storage rows; in a B stored [n, k] a pair is two adjacent values of one storage row, so each
-/// row is converted whole into `rows` (NR rows of KC) and its dwords spread across the panel.
-static void pack_b(bool transposed, const float *b, int ldb, int kc, int nc, uint16_t *packed, uint16_t *rows) {
+/// storage rows; in a B stored [n, k] a pair is two adjacent values of one storage row, so 16
+/// rows are converted at a time (16 pairs each) and transposed in registers.
+static void pack_b(bool transposed, const float *b, int ldb, int kc, int nc, uint16_t *packed) {
     int pairs = (kc + 1) / 2;
     for (int panel = 0; panel < nc; panel += NR) {
         uint16_t *out = packed + panel * pairs * 2;
@@ -103,18 +132,27 @@ static void pack_b(bool transposed, const float *b, int ldb, int kc, int nc, uin
                 }
             }
         } else {
-            for (int j = 0; j < NR; j++) {
-                convert_row(j < columns ? b + (long)(panel + j) * ldb : no_values, j < columns ? kc : 0, rows + j * KC,
-                            pairs * 2);
-            }
-            // Dword p of row j goes to dword p·NR + j: 16 rows at a time, one gather per pair.
-            const __m512i row_starts = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                                          _mm512_set1_epi32(KC / 2));
-            const int *rows32 = (const int *)rows;
-            for (int p = 0; p < pairs; p++) {
-                for (int half = 0; half < NR; half += 16) {
-                    __m512i pair = _mm512_i32gather_epi32(row_starts, rows32 + half * (KC / 2) + p, 4);
-                    _mm512_storeu_si512(out + (p * NR + half) * 2, pair);
+            // Tiles of 16 columns x 16 pairs: each column (a storage row) converted to 16 dwords,
+            // one per pair, then transposed so that each pair's 16 dwords are stored at once.
+            for (int half = 0; half < NR; half += 16) {
+                for (int first_pair = 0; first_pair < pairs; first_pair += 16) {
+                    __m512i tile[16];
+                    int count = kc - 2 * first_pair;  // values of k left, zeros past them
+                    for (int j = 0; j < 16; j++) {
+                        if (half + j >= columns) {
+                            tile[j] = _mm512_setzero_si512();
+                            continue;
+                        }
+                        const float *row = b + (long)(panel + half + j) * ldb + 2 * first_pair;
+                        __m512 low = _mm512_maskz_loadu_ps(first_lanes(count), row);
+                        __m512 high = _mm512_maskz_loadu_ps(first_lanes(count - 16), row + 16);
+                        tile[j] = (__m512i)_mm512_cvtne2ps_pbh(high, low);
+                    }
+                    transpose_16x16(tile);
+                    int tile_pairs = pairs - first_pair < 16 ? pairs - first_pair : 16;
+                    for (int q = 0; q < tile_pairs; q++) {
+                        _mm512_storeu_si512(out + ((first_pair + q) * NR + half) * 2, tile[q]);
+                    }
                 }
             }
         }
@@ -303,7 +341,7 @@ static inline __attribute__((always_inline)) void micro_kernel(
 
 // Per-thread packing buffers (see thread_buffers), set by every entry point below.
 typedef struct {
-    uint16_t a[MC * KC], b[KC * NC], converted_b[NR * KC];
+    uint16_t a[MC * KC], b[KC * NC];
 } packing_buffers;
 static pthread_key_t buffers_key;
 __attribute__((constructor)) static void create_buffers_key(void) { pthread_key_create(&buffers_key, free); }
@@ -358,7 +396,7 @@ static void multiply_packing_b(const a_operand *operand, bool transpose_b, int m
     buffers = thread_buffers(buffers_key, sizeof *buffers);
     if (k == 0) return scale_c(m, n, beta, c, ldc);
     FOR_EACH_B_BLOCK(k, n) {
-        pack_b(transpose_b, b_at(transpose_b, b, ldb, jc, pc), ldb, kc, nc, buffers->b, buffers->converted_b);
+        pack_b(transpose_b, b_at(transpose_b, b, ldb, jc, pc), ldb, kc, nc, buffers->b);
         multiply_block(operand, m, pc, nc, kc, buffers->b, pc == 0 ? beta : 1, c + jc, ldc);
     }
 }
@@ -376,9 +414,8 @@ long bf16_packed_b_count(int k, int n) {
 }
 
 void bf16_pack_b(bool transpose_b, int k, int n, const float *b, int ldb, uint16_t *packed) {
-    buffers = thread_buffers(buffers_key, sizeof *buffers);
     FOR_EACH_B_BLOCK(k, n) {
-        pack_b(transpose_b, b_at(transpose_b, b, ldb, jc, pc), ldb, kc, nc, packed, buffers->converted_b);
+        pack_b(transpose_b, b_at(transpose_b, b, ldb, jc, pc), ldb, kc, nc, packed);
         packed += packed_block_count(kc, nc);
     }
 }

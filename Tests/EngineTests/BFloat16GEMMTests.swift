@@ -63,6 +63,28 @@ struct BFloat16GEMMTests {
         }
     }
 
+    /// The transposed packing (a B stored [n, k], converted a row at a time and transposed in
+    /// registers) writes, byte for byte, the panels of the plain packing of an explicitly
+    /// transposed copy [k, n]: odd k (a zero second value of the last pair), k not a multiple of
+    /// the 32 values of a tile, partial panels of fewer than 16 and of 16-31 columns, several k and
+    /// n blocks, and a row stride wider than the rows.
+    @Test func transposedPackingIsThePackingOfATransposedCopy() {
+        for (index, (k, n)) in [(1, 1), (7, 13), (32, 32), (33, 17), (48, 50), (257, 31), (600, 530), (128, 2048)].enumerated() {
+            let ldb = k + 3
+            let stored = randomValues(n * ldb, seed: UInt64(30 + index)).map(Float.init)  // B stored [n, k]
+            var copy = [Float](repeating: .nan, count: k * n)  // B [k, n]
+            for j in 0..<n { for p in 0..<k { copy[p * n + j] = stored[j * ldb + p] } }
+            let transposed = PackedB(.bfloat16, transposed: true, k: k, n: n), plain = PackedB(.bfloat16, k: k, n: n)
+            let count = bf16_packed_b_count(Int32(k), Int32(n))
+            transposed.panels!.update(repeating: 0xABCD, count: count)
+            transposed.pack(stored, ldb: ldb)
+            plain.pack(copy, ldb: n)
+            let same = UnsafeBufferPointer(start: transposed.panels!, count: count)
+                .elementsEqual(UnsafeBufferPointer(start: plain.panels!, count: count))  // outside #expect, which would print every value
+            #expect(same, "k \(k), n \(n)")
+        }
+    }
+
     /// bfloat16GEMM reading the patches straight from the image gives the bits of im2col and a
     /// GEMM of the written-out patch matrix, in each form its packing supports: as A (with a
     /// packed B) for both; for 32 and 64 channels ("wide") as B, and as the transposed product the
