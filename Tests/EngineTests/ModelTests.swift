@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import VAEEngine
+@testable import VAEEngine
 
 /// The whole VAE in Float64, composed from the reference layers, parameters looked up by name.
 struct ReferenceVAE {
@@ -43,6 +43,19 @@ struct ReferenceVAE {
     /// A small VAE with every kind of layer: 8x8x3 images, two convolutions, latent 3.
     let config = ModelConfig(imageSize: 8, imageChannels: 3, encoderChannels: [4, 5], latent: 3, decoderWidths: [6],
                              beta: 0.7)
+
+    /// A CPU without AVX512_BF16 refuses bfloat16 with one line that says why, and runs float32.
+    @Test func bfloat16IsRefusedWithoutItsInstructions() throws {
+        #expect(throws: ConfigError.self) { try Precision.bfloat16.validate(bfloat16Instructions: false) }
+        do {
+            try Precision.bfloat16.validate(bfloat16Instructions: false)
+        } catch {
+            let message = "\(error)"
+            #expect(message.contains("AVX512_BF16") && !message.contains("\n"), "\(message)")
+        }
+        try Precision.bfloat16.validate(bfloat16Instructions: true)
+        try Precision.float32.validate(bfloat16Instructions: false)
+    }
 
     @Test func everyParameterGradientMatchesFiniteDifferences() throws {
         let batch = 3
