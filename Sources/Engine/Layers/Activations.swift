@@ -7,7 +7,7 @@
 public enum Activation: Sendable {
     case identity, relu, sigmoid
 
-    func forward(_ y: UnsafeMutablePointer<Float>, count: Int) {
+    public func forward(_ y: UnsafeMutablePointer<Float>, count: Int) {
         switch self {
         case .identity: break
         case .relu: ReLU.forward(y, count: count)
@@ -15,7 +15,7 @@ public enum Activation: Sendable {
         }
     }
 
-    func backward(output y: UnsafePointer<Float>, _ gradient: UnsafeMutablePointer<Float>, count: Int) {
+    public func backward(output y: UnsafePointer<Float>, _ gradient: UnsafeMutablePointer<Float>, count: Int) {
         switch self {
         case .identity: break
         case .relu: ReLU.backward(output: y, gradient, count: count)

@@ -1,0 +1,52 @@
+import Testing
+@testable import VAEEngine
+
+/// col2im, a gather one image row at a time, against the obvious scatter of every patch in order
+/// onto a copy of the start row: the same float32 sums in the same order, so the same bits.
+@Suite struct PatchTests {
+    /// large [N, H, W, C] = start [W, C] on every row, then += each patch's taps, patch after patch.
+    static func scatter(_ columns: [Float], onto start: [Float], _ geometry: PatchGeometry, batch: Int) -> [Float] {
+        let (height, width, c) = (geometry.largeHeight, geometry.largeWidth, geometry.channels)
+        var large = [Float]((0..<batch * height).map { _ in start }.joined())
+        var patch = 0
+        for n in 0..<batch { for oy in 0..<geometry.smallHeight { for ox in 0..<geometry.smallWidth {
+            for ky in 0..<4 { for kx in 0..<4 {
+                let (y, x) = (2 * oy - 1 + ky, 2 * ox - 1 + kx)
+                guard y >= 0, y < height, x >= 0, x < width else { continue }
+                for channel in 0..<c {
+                    large[((n * height + y) * width + x) * c + channel] += columns[patch * 16 * c + (ky * 4 + kx) * c + channel]
+                }
+            } }
+            patch += 1
+        } } }
+        return large
+    }
+
+    /// A 6x8 image (3x4 patches: every row and column of patches has both neighbours or a border),
+    /// 2 images; 3 and 32 channels take the code compiled for the models' channel counts, 16 its
+    /// general form. Every 7th value is −0, so that the signs of zero sums are checked too; the
+    /// start row is a bias (with a −0) or zeros, and `finishRow` applies a ReLU, which must see
+    /// each row once and complete.
+    @Test(arguments: [3, 16, 32])
+    func col2imGivesTheBitsOfAScatterOntoTheStartRow(channels: Int) {
+        let geometry = PatchGeometry(largeHeight: 6, largeWidth: 8, channels: channels)
+        let batch = 2, rowSize = geometry.largeWidth * channels
+        let columns = randomValues(batch * 12 * geometry.patchSize, seed: 31).enumerated().map { $0 % 7 == 0 ? -0.0 : Float($1) }
+        let bias = randomValues(channels, seed: 32).enumerated().map { $0 == 1 ? -0.0 : Float($1) }
+        let biasRow = [Float]((0..<geometry.largeWidth).map { _ in bias }.joined())
+        for start in [biasRow, [Float](repeating: 0, count: rowSize)] {
+            var expected = PatchTests.scatter(columns, onto: start, geometry, batch: batch)
+            var actual = [Float](repeating: .nan, count: expected.count), rowsFinished = 0
+            actual.withUnsafeMutableBufferPointer { large in
+                geometry.col2im(columns, large.baseAddress!, batch: batch, start: start) { row, count in
+                    #expect(row == large.baseAddress! + rowsFinished * rowSize && count == rowSize)
+                    ReLU.forward(row, count: count)
+                    rowsFinished += 1
+                }
+            }
+            ReLU.forward(&expected, count: expected.count)
+            #expect(rowsFinished == batch * geometry.largeHeight)
+            #expect(actual.elementsEqual(expected) { $0.bitPattern == $1.bitPattern })
+        }
+    }
+}
