@@ -131,7 +131,12 @@ public final class VAE {
             input = UnsafePointer(output.pointer)
         }
         for (i, (layer, output)) in zip(decoder, decoderOutputs).enumerated() {
-            layer.forward(input, output.pointer, batch: batch, activation: i == decoder.count - 1 ? .sigmoid : .relu)
+            layer.forward(input, output.pointer, batch: batch)
+            if i == decoder.count - 1 {
+                Sigmoid.forward(output.pointer, count: batch * layer.outputSize)
+            } else {
+                ReLU.forward(output.pointer, count: batch * layer.outputSize)
+            }
             input = UnsafePointer(output.pointer)
         }
     }
@@ -186,13 +191,10 @@ public final class VAE {
         let features = encoderOutputs[encoderOutputs.count - 1], featureGradient = encoderGradients[encoderGradients.count - 1]
         muHead.backward(features.pointer, dmu.pointer, featureGradient.pointer, batch: batch)
         logvarHead.backward(features.pointer, dlogvar.pointer, featureGradient.pointer, accumulate: true, batch: batch)
-        let lastConvolution = encoder.count - 1
-        ReLU.backward(output: features.pointer, featureGradient.pointer, count: batch * encoder[lastConvolution].outputSize)
-        // Below the last, each convolution's output gradient comes out of the next one's backward
-        // already through the ReLU.
-        for i in stride(from: lastConvolution, through: 0, by: -1) {
+        for i in stride(from: encoder.count - 1, through: 0, by: -1) {
+            ReLU.backward(output: encoderOutputs[i].pointer, encoderGradients[i].pointer, count: batch * encoder[i].outputSize)
             encoder[i].backward(i == 0 ? x : UnsafePointer(encoderOutputs[i - 1].pointer), encoderGradients[i].pointer,
-                                i == 0 ? nil : encoderGradients[i - 1].pointer, batch: batch, inputActivation: .relu)
+                                i == 0 ? nil : encoderGradients[i - 1].pointer, batch: batch)
         }
     }
 }

@@ -28,11 +28,7 @@ extension Conv2D: PatchLayer {
     }
 }
 
-extension ConvTranspose2D: PatchLayer {
-    func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int) {
-        forward(x, y, batch: batch, activation: .identity)
-    }
-}
+extension ConvTranspose2D: PatchLayer {}
 
 /// Each layer's backward against central differences of J = Σ y ⊙ w, computed in Float64 on the
 /// reference implementation; each forward against the direct-loop reference.
@@ -117,35 +113,6 @@ extension ConvTranspose2D: PatchLayer {
         #expect(relativeError(ix.map { Double(dx.pointer[$0]) }, numericX) < gradientTolerance)
         #expect(relativeError(ik.map { Double(layer.kernel.gradient[$0]) }, numericK) < gradientTolerance)
         #expect(relativeError(ib.map { Double(layer.bias.gradient[$0]) }, numericB) < gradientTolerance)
-    }
-
-    /// The activation ConvTranspose2D applies row by row in forward, and the derivative Conv2D
-    /// applies in backward, give the bits of a pass over the whole output afterwards.
-    @Test(arguments: [3, 32])
-    func activationsInsidePatchLayersGiveTheBitsOfSeparatePasses(channels: Int) {
-        let store = ParameterStore()
-        let deconv = ConvTranspose2D(name: "d", height: 3, width: 3, inChannels: 5, outChannels: channels, maxBatch: n,
-                                     parameters: store, patchBudget: 1)
-        let conv = Conv2D(name: "c", height: 6, width: 6, inChannels: channels, outChannels: 5, maxBatch: n,
-                          parameters: store, patchBudget: 1)
-        store.allocate()
-        load(randomValues(store.count, seed: 41, low: -0.5, high: 0.5), into: store.values.pointer)
-        let small = FloatBuffer(count: n * deconv.inputSize), large = FloatBuffer(count: n * deconv.outputSize)
-        let expected = FloatBuffer(count: large.count), actual = FloatBuffer(count: large.count)
-        load(randomValues(small.count, seed: 42), into: small.pointer)
-
-        for activation in [Activation.relu, .sigmoid] {
-            deconv.forward(small.pointer, expected.pointer, batch: n)
-            activation.forward(expected.pointer, count: expected.count)
-            deconv.forward(small.pointer, actual.pointer, batch: n, activation: activation)
-            #expect(expected.buffer.elementsEqual(actual.buffer) { $0.bitPattern == $1.bitPattern }, "\(activation)")
-        }
-        // x: a ReLU's output, as Conv2D sees it in the encoder (a quarter of the values 0).
-        load(randomValues(large.count, seed: 43, low: -0.5, high: 1.5).map { max($0, 0) }, into: large.pointer)
-        conv.backward(large.pointer, small.pointer, expected.pointer, batch: n)
-        ReLU.backward(output: large.pointer, expected.pointer, count: expected.count)
-        conv.backward(large.pointer, small.pointer, actual.pointer, batch: n, inputActivation: .relu)
-        #expect(expected.buffer.elementsEqual(actual.buffer) { $0.bitPattern == $1.bitPattern })
     }
 
     @Test(arguments: [false, true], LayerTests.precisions)

@@ -5,8 +5,7 @@
 ///   columns [n·H/2·W/2, 16·Cin] = im2col(x)
 ///   y = columns · K + b                    K: [4, 4, Cin, Cout] viewed as [16·Cin, Cout]
 /// Backward, given dy (the patches are rebuilt from x rather than kept from forward):
-///   dK = Σ columnsᵀ · dy,   db = Σ_rows dy,   dx = col2im(dy · Kᵀ) · activation′
-/// where x is the output of `inputActivation`, whose derivative col2im applies row by row.
+///   dK = Σ columnsᵀ · dy,   db = Σ_rows dy,   dx = col2im(dy · Kᵀ)
 /// In bfloat16 with Cin a multiple of 32 the GEMMs pack the columns straight from x (never
 /// written out), and backward takes dKᵀ = Σ dyᵀ · columns: the same products in the same order,
 /// the same bits.
@@ -72,10 +71,9 @@ public final class Conv2D {
         }
     }
 
-    /// Writes dK and db; writes dx unless it is nil (the first layer needs no input gradient): the
-    /// gradient before `inputActivation`, the activation that produced x.
+    /// Writes dK and db; writes dx unless it is nil (the first layer needs no input gradient).
     public func backward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>?,
-                         batch: Int, inputActivation: Activation = .identity) {
+                         batch: Int) {
         sumRows(dy, rows: batch * outputPixels, width: outChannels, into: bias.gradient)
         if dx != nil { kernelTransposedB.pack(kernel.value, ldb: outChannels) }
         for first in stride(from: 0, to: batch, by: chunk) {
@@ -93,9 +91,7 @@ public final class Conv2D {
             guard let dx else { continue }
             gemm(m: rows, dyChunk, lda: outChannels, kernelTransposedB, beta: 0, columns.pointer, ldc: geometry.patchSize)
             let dxChunk = dx + first * geometry.largeImageSize
-            geometry.col2im(columns.pointer, dxChunk, batch: images, start: zeroRow.pointer) { row, count in
-                inputActivation.backward(output: xChunk + (row - dxChunk), row, count: count)
-            }
+            geometry.col2im(columns.pointer, dxChunk, batch: images, start: zeroRow.pointer)
         }
         if patchesFromImage {
             transpose(kernelGradientTransposed.pointer, rows: outChannels, columns: geometry.patchSize, into: kernel.gradient)

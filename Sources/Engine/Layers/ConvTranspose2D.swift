@@ -2,7 +2,7 @@
 /// It is the adjoint of Conv2D's input gradient, so it runs the same patch machinery backwards,
 /// a few images at a time so that the patch matrix stays in cache:
 ///   columns [n·H·W, 16·Cout] = x · Kᵀ        K: [4, 4, Cout, Cin] viewed as [16·Cout, Cin]
-///   y = activation(col2im(columns) onto b), the activation applied row by row as col2im completes them
+///   y = col2im(columns) onto b
 /// Backward, given dy:
 ///   dcolumns = im2col(dy),  dK = Σ dcolumnsᵀ · x,  db = Σ_pixels dy,  dx = dcolumns · K
 /// In bfloat16 with Cout a multiple of 32 the GEMMs pack dcolumns straight from dy (never written
@@ -51,17 +51,14 @@ public final class ConvTranspose2D {
     public var inputSize: Int { inputPixels * inChannels }
     public var forwardFLOPs: Int { 2 * inputPixels * inChannels * geometry.patchSize }
 
-    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int,
-                        activation: Activation = .identity) {
+    public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int) {
         broadcastRows(bias.value, into: biasRow.pointer, rows: outputWidth, width: outChannels)
         kernelTransposedB.pack(kernel.value, ldb: inChannels)
         for first in stride(from: 0, to: batch, by: chunk) {
             let images = min(chunk, batch - first), rows = images * inputPixels
             gemm(m: rows, x + first * inputSize, lda: inChannels, kernelTransposedB, beta: 0, columns.pointer,
                  ldc: geometry.patchSize)
-            geometry.col2im(columns.pointer, y + first * outputSize, batch: images, start: biasRow.pointer) { row, count in
-                activation.forward(row, count: count)
-            }
+            geometry.col2im(columns.pointer, y + first * outputSize, batch: images, start: biasRow.pointer)
         }
     }
 

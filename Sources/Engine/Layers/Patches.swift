@@ -88,9 +88,8 @@ public struct PatchGeometry {
     }
 
     /// large [N, H, W, C] = start + scatter of columns [N·h·w, 16·C]: the adjoint of `im2col`, onto
-    /// `start` [W, C], the value every image row starts from (the bias along a row, or zeros). Taps
-    /// in the padding are dropped. `finishRow(row, W·C)` runs on each row of `large` as soon as it
-    /// is complete, while it is in cache (an activation, or an activation's derivative).
+    /// `start` [W, C], the value every image row starts from (the bias along a row, or zeros), so
+    /// that `large` needs no prepared initial value. Taps in the padding are dropped.
     ///
     /// Written as a gather, one row of `large` at a time, so that each value is stored at most
     /// twice rather than once per patch that sees it. Row y is kernel row ky = y + 1 − 2·oy of
@@ -99,14 +98,13 @@ public struct PatchGeometry {
     /// scatter over the patches in order onto a copy of `start` would: the same float32 sums
     /// (0 + a rather than a, so that −0 comes out as +0 from zeros).
     func col2im(_ columns: UnsafePointer<Float>, _ large: UnsafeMutablePointer<Float>, batch: Int,
-                start: UnsafePointer<Float>, finishRow: (UnsafeMutablePointer<Float>, Int) -> Void) {
-        withConstantChannels { c in col2im(columns, large, batch: batch, start: start, finishRow: finishRow, channels: c) }
+                start: UnsafePointer<Float>) {
+        withConstantChannels { c in col2im(columns, large, batch: batch, start: start, channels: c) }
     }
 
     @inline(__always)
     private func col2im(_ columns: UnsafePointer<Float>, _ large: UnsafeMutablePointer<Float>, batch: Int,
-                        start: UnsafePointer<Float>, finishRow: (UnsafeMutablePointer<Float>, Int) -> Void,
-                        channels c: Int) {
+                        start: UnsafePointer<Float>, channels c: Int) {
         let patchRow = smallWidth * patchSize, imageRow = largeWidth * c
         for n in 0..<batch {
             let patches = columns + n * smallHeight * patchRow
@@ -119,7 +117,6 @@ public struct PatchGeometry {
                     sofar = UnsafePointer(row)
                 }
                 if oy < smallHeight { addKernelRow(patches + (oy * patchRow + ky * 4 * c), to: sofar, into: row, channels: c) }
-                finishRow(row, imageRow)
             }
         }
     }
