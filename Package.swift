@@ -30,7 +30,7 @@ let package = Package(
 
         // Hand-written kernels in C: a bfloat16 GEMM on AVX512_BF16 and a float32 GEMM on AVX-512
         // (their functions compiled for those instructions alone, and called only after a CPUID check).
-        .target(name: "Kernels", path: "Sources/Kernels", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "Kernels", path: "Sources/Kernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off"])]),
 
         // The numerical engine: tensors, layers, the VAE, its loss, Adam, random numbers.
         .target(name: "VAEEngine", dependencies: ["CBLAS", "Kernels"], path: "Sources/Engine", swiftSettings: uncheckedInRelease),

@@ -59,6 +59,8 @@ public final class PackedB {
     /// The bfloat16 panels; nil in float32.
     let panels: UnsafeMutablePointer<UInt16>?
     private var matrix: UnsafePointer<Float>?, ldb = 0
+    /// The scope of fixed values (ParameterStore.fixedValuesScope) the panels were packed in, if any.
+    private var packedInScope: Int?
 
     public init(_ precision: Precision, transposed: Bool = false, k: Int, n: Int) {
         (self.transposed, self.k, self.n) = (transposed, k, n)
@@ -69,8 +71,17 @@ public final class PackedB {
 
     /// Takes B as stored (row stride `ldb`); it must not change until the last GEMM with it.
     public func pack(_ b: UnsafePointer<Float>, ldb: Int) {
-        (matrix, self.ldb) = (b, ldb)
+        (matrix, self.ldb, packedInScope) = (b, ldb, nil)
         if let panels { bf16_pack_b(transposed, Int32(k), Int32(n), b, Int32(ldb), panels) }
+    }
+
+    /// `pack`, skipped when the same B was already packed in `scope` of fixed values (the
+    /// parameter store's `fixedValuesScope`, which guarantees B has not changed since); outside
+    /// any scope (nil) it always packs.
+    public func pack(_ b: UnsafePointer<Float>, ldb: Int, fixedIn scope: Int?) {
+        if let scope, scope == packedInScope, b == matrix, ldb == self.ldb { return }
+        pack(b, ldb: ldb)
+        packedInScope = scope
     }
 
     /// C[m,n] = op(A)[m,k] · B + beta · C.
@@ -94,9 +105,9 @@ public func gemm(transposeA: Bool = false, m: Int, _ a: UnsafePointer<Float>, ld
 
 // bfloat16 products with a patch matrix P (PatchGeometry's rows of `large`) packed straight from
 // the image instead of written out by im2col: the same bits as im2col + gemm(.bfloat16, ...).
-// They need `geometry.patchesPackDirectly`.
+// Each needs the `geometry.bfloat16Packing` it names.
 
-/// C[m, 16·C] = op(A)[m, k] · P[k, 16·C] + beta · C, P the first k patch rows.
+/// C[m, 16·C] = op(A)[m, k] · P[k, 16·C] + beta · C, P the first k patch rows. Packing `.wide`.
 func bfloat16GEMM(transposeA: Bool = false, m: Int, k: Int, _ a: UnsafePointer<Float>, lda: Int,
                   patchesOf large: UnsafePointer<Float>, _ geometry: PatchGeometry, beta: Float,
                   _ c: UnsafeMutablePointer<Float>, ldc: Int) {
@@ -105,16 +116,31 @@ func bfloat16GEMM(transposeA: Bool = false, m: Int, k: Int, _ a: UnsafePointer<F
 }
 
 /// C[m, n] = P[m, 16·C] · B + beta · C, P the first m patch rows, B packed (bfloat16) for k = 16·C.
+/// Packing `.wide` or `.rgb`.
 func bfloat16GEMM(m: Int, patchesOf large: UnsafePointer<Float>, _ geometry: PatchGeometry, _ b: PackedB, beta: Float,
                   _ c: UnsafeMutablePointer<Float>, ldc: Int) {
     var patches = geometry.patches(of: large)
     bf16_gemm_patches_a(Int32(m), Int32(b.n), &patches, b.panels!, beta, c, Int32(ldc))
 }
 
+/// C[16·C, n] = Pᵀ · B[k, n] + beta · C, P the first k patch rows, B stored with row stride `ldb`.
+/// Packing `.rgb`.
+func bfloat16GEMM(n: Int, k: Int, transposedPatchesOf large: UnsafePointer<Float>, _ geometry: PatchGeometry,
+                  _ b: UnsafePointer<Float>, ldb: Int, beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
+    var patches = geometry.patches(of: large)
+    bf16_gemm_patches_transposed_a(Int32(geometry.patchSize), Int32(n), Int32(k), &patches, b, Int32(ldb), beta, c,
+                                   Int32(ldc))
+}
+
 extension PatchGeometry {
-    /// Whether the bfloat16 GEMMs read these patches from the image: each 32 columns of the
-    /// kernel's panels are then adjacent channels of one tap.
-    var patchesPackDirectly: Bool { channels % 32 == 0 }
+    /// How the bfloat16 GEMMs read these patches from the image:
+    ///   wide (channels a multiple of 32): as A, or as B, each 32 columns of a panel adjacent channels of one tap;
+    ///   rgb (3 channels): as A or as its transpose, each kernel row of a patch 12 adjacent values,
+    ///        and a 12-row micro-panel of the transpose one kernel row of every patch;
+    ///   none: not at all (im2col writes them out).
+    enum Packing { case wide, rgb, none }
+
+    var bfloat16Packing: Packing { channels % 32 == 0 ? .wide : channels == 3 ? .rgb : .none }
 
     func patches(of large: UnsafePointer<Float>) -> bf16_patches {
         bf16_patches(large: large, height: Int32(largeHeight), width: Int32(largeWidth), channels: Int32(channels))

@@ -36,8 +36,33 @@ public final class ParameterStore {
     /// gradients (the trainer's GradientTree) points it at a buffer of its own with the same layout.
     public var gradientTarget: UnsafeMutablePointer<Float>
 
+    /// While the values are fixed (inside `withValuesFixed`), a number no earlier scope of this
+    /// store had; nil outside any scope.
+    public private(set) var fixedValuesScope: Int?
+    private var scopesEntered = 0
+
     public init() {
         gradientTarget = gradients.pointer
+    }
+
+    /// Runs `body`, in which nothing may write the values of `stores` (a model and its replicas,
+    /// which share them). Layers then convert and pack their kernels for the GEMM once per scope
+    /// instead of once per pass (PackedB.pack(_:ldb:fixedIn:)): a training step packs the dense
+    /// weights once, not once per leaf of its gradient tree. Outside any scope they pack on every
+    /// pass, so values written between passes (finite differences, a checkpoint loaded, Adam's
+    /// update) are always read afresh.
+    public static func withValuesFixed<Result>(_ stores: [ParameterStore], _ body: () throws -> Result) rethrows -> Result {
+        for store in stores {
+            precondition(store.fixedValuesScope == nil, "scopes of fixed values do not nest")
+            store.scopesEntered += 1
+            store.fixedValuesScope = store.scopesEntered
+        }
+        defer { for store in stores { store.fixedValuesScope = nil } }
+        return try body()
+    }
+
+    public func withValuesFixed<Result>(_ body: () throws -> Result) rethrows -> Result {
+        try ParameterStore.withValuesFixed([self], body)
     }
 
     /// A kernel initialised Glorot-uniform with the given fans (Keras' default).

@@ -1,3 +1,13 @@
+import Kernels
+
+/// What this CPU runs, checked once.
+public enum CPU {
+    /// AVX-512 (and an OS that saves its registers): the Swift engine is compiled for baseline
+    /// x86-64, where SIMD16<Float> becomes 128-bit SSE, so the hottest element-wise passes have
+    /// AVX-512 versions in Kernels, with the same bits.
+    public static let hasAVX512 = f32_gemm_available()
+}
+
 /// Element-wise loops over 16 floats at a time. The optimiser does not reliably vectorise loops
 /// with selects (ReLU's mask), so the hot element-wise passes are written on
 /// SIMD16<Float> explicitly: `forEachVector` runs the vector body, a scalar loop the last few values.

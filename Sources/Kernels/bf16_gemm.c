@@ -82,11 +82,40 @@ static void pack_a(bool transposed, const float *a, int lda, int mc, int kc, uin
     }
 }
 
+/// Transposes a 16x16 tile of dwords: lane j of row i goes to lane i of row j.
+static inline void transpose_16x16(__m512i row[16]) {
+    // Each row's four 128-bit lanes hold 4 dwords each; interleave dwords, then pairs of dwords, of
+    // rows 4g..4g+3: u[4g + c], lane l, holds column 4l + c of rows 4g..4g+3.
+    __m512i t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(row[i], row[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(row[i], row[i + 1]);
+    }
+    for (int g = 0; g < 16; g += 4) {
+        u[g] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
+        u[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
+        u[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
+        u[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
+    }
+    // Then a 4x4 transpose of 128-bit lanes: row 4l + c of the result takes lane l of u[c],
+    // u[4 + c], u[8 + c], u[12 + c] (0x88 picks lanes 0 and 2 of each source, 0xDD lanes 1 and 3).
+    for (int c = 0; c < 4; c++) {
+        __m512i even01 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x88);
+        __m512i odd01 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xDD);
+        __m512i even23 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x88);
+        __m512i odd23 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xDD);
+        row[c] = _mm512_shuffle_i32x4(even01, even23, 0x88);
+        row[4 + c] = _mm512_shuffle_i32x4(odd01, odd23, 0x88);
+        row[8 + c] = _mm512_shuffle_i32x4(even01, even23, 0xDD);
+        row[12 + c] = _mm512_shuffle_i32x4(odd01, odd23, 0xDD);
+    }
+}
+
 /// B block k [0, kc) x columns [0, nc) of op(B) → micro-panels of NR columns, pairs of k
 /// interleaved, columns past nc and the k past an odd kc zero. A B stored [k, n] interleaves two
-/// storage rows; in a B stored [n, k] a pair is two adjacent values of one storage row, so each
-/// row is converted whole into `rows` (NR rows of KC) and its dwords spread across the panel.
-static void pack_b(bool transposed, const float *b, int ldb, int kc, int nc, uint16_t *packed, uint16_t *rows) {
+/// storage rows; in a B stored [n, k] a pair is two adjacent values of one storage row, so 16
+/// rows are converted at a time (16 pairs each) and transposed in registers.
+static void pack_b(bool transposed, const float *b, int ldb, int kc, int nc, uint16_t *packed) {
     int pairs = (kc + 1) / 2;
     for (int panel = 0; panel < nc; panel += NR) {
         uint16_t *out = packed + panel * pairs * 2;
@@ -103,18 +132,27 @@ static void pack_b(bool transposed, const float *b, int ldb, int kc, int nc, uin
                 }
             }
         } else {
-            for (int j = 0; j < NR; j++) {
-                convert_row(j < columns ? b + (long)(panel + j) * ldb : no_values, j < columns ? kc : 0, rows + j * KC,
-                            pairs * 2);
-            }
-            // Dword p of row j goes to dword p·NR + j: 16 rows at a time, one gather per pair.
-            const __m512i row_starts = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                                          _mm512_set1_epi32(KC / 2));
-            const int *rows32 = (const int *)rows;
-            for (int p = 0; p < pairs; p++) {
-                for (int half = 0; half < NR; half += 16) {
-                    __m512i pair = _mm512_i32gather_epi32(row_starts, rows32 + half * (KC / 2) + p, 4);
-                    _mm512_storeu_si512(out + (p * NR + half) * 2, pair);
+            // Tiles of 16 columns x 16 pairs: each column (a storage row) converted to 16 dwords,
+            // one per pair, then transposed so that each pair's 16 dwords are stored at once.
+            for (int half = 0; half < NR; half += 16) {
+                for (int first_pair = 0; first_pair < pairs; first_pair += 16) {
+                    __m512i tile[16];
+                    int count = kc - 2 * first_pair;  // values of k left, zeros past them
+                    for (int j = 0; j < 16; j++) {
+                        if (half + j >= columns) {
+                            tile[j] = _mm512_setzero_si512();
+                            continue;
+                        }
+                        const float *row = b + (long)(panel + half + j) * ldb + 2 * first_pair;
+                        __m512 low = _mm512_maskz_loadu_ps(first_lanes(count), row);
+                        __m512 high = _mm512_maskz_loadu_ps(first_lanes(count - 16), row + 16);
+                        tile[j] = (__m512i)_mm512_cvtne2ps_pbh(high, low);
+                    }
+                    transpose_16x16(tile);
+                    int tile_pairs = pairs - first_pair < 16 ? pairs - first_pair : 16;
+                    for (int q = 0; q < tile_pairs; q++) {
+                        _mm512_storeu_si512(out + ((first_pair + q) * NR + half) * 2, tile[q]);
+                    }
                 }
             }
         }
@@ -132,6 +170,25 @@ static inline patch_origin origin_of(const bf16_patches *patches, int row) {
     int small_width = patches->width / 2, pixels = (patches->height / 2) * small_width, pixel = row % pixels;
     return (patch_origin){(long)(row / pixels) * patches->height * patches->width, 2 * (pixel / small_width) - 1,
                           2 * (pixel % small_width) - 1};
+}
+
+/// The origin of the patch row after `origin`'s: the packers step through consecutive rows this
+/// way rather than dividing for each (two integer divisions per row cost more than the copy).
+static inline patch_origin next_origin(const bf16_patches *patches, patch_origin origin) {
+    origin.x += 2;
+    if ((origin.x + 1) / 2 < patches->width / 2) return origin;
+    origin.x = -1;
+    origin.y += 2;
+    if ((origin.y + 1) / 2 < patches->height / 2) return origin;
+    origin.y = -1;
+    origin.image_start += (long)patches->height * patches->width;
+    return origin;
+}
+
+/// origins[0..<count] = the origins of patch rows first_row, first_row + 1, ...
+static void origins_of(const bf16_patches *patches, int first_row, int count, patch_origin *origins) {
+    origins[0] = origin_of(patches, first_row);
+    for (int r = 1; r < count; r++) origins[r] = next_origin(patches, origins[r - 1]);
 }
 
 /// Where a column's values lie relative to a patch origin: its tap (ky, kx) and channel.
@@ -157,36 +214,36 @@ static inline __m512 load_or_zero(const float *values) {
 }
 
 // The patch packers below read a patch matrix straight from its image, so it is never written
-// out. They need channels % NR == 0 and blocks that start at a multiple of NR columns: each NR
-// columns of a row are then adjacent channels of one tap, contiguous in the image.
+// out. Two cases: channels % NR == 0, with blocks that start at a multiple of NR columns, where
+// each NR columns of a row are adjacent channels of one tap, contiguous in the image; and 3
+// channels (RGB), where a patch row's kernel row (4 taps x 3 channels) is 12 contiguous values and
+// the whole row of 48 values fits one k block.
 
 /// pack_a of rows [first_row, first_row + mc) x columns [first_column, first_column + kc) of a
-/// patch matrix (as an A stored [m, k]: each row a plain conversion).
+/// patch matrix (as an A stored [m, k]: each row a plain conversion). channels % NR == 0.
 static void pack_a_patches(const bf16_patches *patches, int first_row, int mc, int first_column, int kc,
                            uint16_t *packed) {
     patch_column columns[KC / NR];  // the divisions once per block, not per row
     for (int column = 0; column < kc; column += NR) columns[column / NR] = column_of(patches, first_column + column);
-    for (int panel = 0; panel < mc; panel += MR) {
-        for (int r = 0; r < MR; r++) {
-            uint16_t *out = packed + panel * KC + r * KC;
-            bool inside = panel + r < mc;  // rows past mc are zeros
-            patch_origin origin = inside ? origin_of(patches, first_row + panel + r) : (patch_origin){0, 0, 0};
-            for (int column = 0; column < kc; column += NR) {
-                const float *values = inside ? patch_values(patches, origin, columns[column / NR]) : NULL;
-                __m512i both = (__m512i)_mm512_cvtne2ps_pbh(load_or_zero(values ? values + 16 : NULL), load_or_zero(values));
-                _mm512_storeu_si512(out + column, both);
-            }
+    patch_origin origin = origin_of(patches, first_row);
+    for (int r = 0; r < (mc + MR - 1) / MR * MR; r++, origin = next_origin(patches, origin)) {
+        uint16_t *out = packed + r * KC;  // panel r / MR, its row r % MR
+        bool inside = r < mc;             // rows past mc are zeros
+        for (int column = 0; column < kc; column += NR) {
+            const float *values = inside ? patch_values(patches, origin, columns[column / NR]) : NULL;
+            __m512i both = (__m512i)_mm512_cvtne2ps_pbh(load_or_zero(values ? values + 16 : NULL), load_or_zero(values));
+            _mm512_storeu_si512(out + column, both);
         }
     }
 }
 
 /// pack_b of rows [first_row, first_row + kc) x columns [first_column, first_column + nc) of a
-/// patch matrix (as a B stored [k, n]: two rows interleaved).
+/// patch matrix (as a B stored [k, n]: two rows interleaved). channels % NR == 0.
 static void pack_b_patches(const bf16_patches *patches, int first_row, int kc, int first_column, int nc,
                            uint16_t *packed) {
     int pairs = (kc + 1) / 2;
     patch_origin origins[KC];
-    for (int r = 0; r < kc; r++) origins[r] = origin_of(patches, first_row + r);
+    origins_of(patches, first_row, kc, origins);
     for (int panel = 0; panel < nc; panel += NR) {
         uint16_t *out = packed + panel * pairs * 2;
         patch_column column = column_of(patches, first_column + panel);
@@ -197,6 +254,60 @@ static void pack_b_patches(const bf16_patches *patches, int first_row, int kc, i
                 __m512 r0 = load_or_zero(first ? first + half : NULL), r1 = load_or_zero(second ? second + half : NULL);
                 _mm512_storeu_si512(out + (p * NR + half) * 2, interleave_pairs(r0, r1));
             }
+        }
+    }
+}
+
+/// Kernel row `ky` of the RGB patch row at `origin`: 4 taps x 3 channels, 12 values contiguous in
+/// the image from pixel (y, origin.x), in lanes 0-11; taps in the padding and lanes 12-15 zero.
+/// No value outside the row's valid taps is read. A kernel row inside the image is two plain loads
+/// (8 + 4 values): a masked load of 16 lanes, measured here, cost about 18 cycles each on this
+/// CPU and made the step slower than im2col; only kernel rows at the left and right border (2 of
+/// every image row's patches) take one.
+static inline __m512 rgb_kernel_row(const bf16_patches *patches, patch_origin origin, int ky) {
+    int y = origin.y + ky;
+    if (y < 0 || y >= patches->height) return _mm512_setzero_ps();
+    const float *run = patches->large + (origin.image_start + (long)y * patches->width + origin.x) * 3;
+    int first_tap = origin.x < 0 ? -origin.x : 0;
+    int end_tap = patches->width - origin.x < 4 ? patches->width - origin.x : 4;
+    if (first_tap == 0 && end_tap == 4) {
+        __m512 low = _mm512_zextps256_ps512(_mm256_loadu_ps(run));  // lanes 8-15 zero
+        return _mm512_insertf32x4(low, _mm_loadu_ps(run + 8), 2);
+    }
+    __mmask16 lanes = (__mmask16)(((1u << (3 * end_tap)) - 1) & ~((1u << (3 * first_tap)) - 1));
+    return _mm512_maskz_loadu_ps(lanes, run);
+}
+
+/// pack_a of rows [first_row, first_row + mc) of an RGB patch matrix, all its 48 columns (as an A
+/// stored [m, k]): each kernel row converted and stored at its 12 columns; the 4 zeros each store
+/// writes past them are overwritten by the next kernel row or lie past k (never read).
+static void pack_a_rgb_patches(const bf16_patches *patches, int first_row, int mc, uint16_t *packed) {
+    patch_origin origin = origin_of(patches, first_row);
+    for (int r = 0; r < (mc + MR - 1) / MR * MR; r++, origin = next_origin(patches, origin)) {
+        uint16_t *out = packed + r * KC;  // panel r / MR, its row r % MR; rows past mc are zeros
+        for (int ky = 0; ky < 4; ky++) {
+            __m512 values = r < mc ? rgb_kernel_row(patches, origin, ky) : _mm512_setzero_ps();
+            _mm256_storeu_si256((__m256i *)(out + 12 * ky), (__m256i)_mm512_cvtneps_pbh(values));
+        }
+    }
+}
+
+/// pack_a of the transposed RGB patch matrix (an A stored [k, m] = patches [rows, 48]): rows
+/// [first_column, first_column + mc) of op(A) (columns of the patches) x k [first_row, first_row +
+/// kc) (patch rows). An A micro-panel of MR = 12 columns starting at a multiple of 12 is one
+/// kernel row of every patch, so pair p interleaves two patch rows' kernel rows.
+static void pack_a_rgb_patches_transposed(const bf16_patches *patches, int first_column, int mc, int first_row, int kc,
+                                          uint16_t *packed) {
+    int pairs = (kc + 1) / 2;
+    patch_origin origins[KC];
+    origins_of(patches, first_row, kc, origins);
+    for (int panel = 0; panel < mc; panel += MR) {
+        uint16_t *out = packed + panel * KC;
+        int ky = (first_column + panel) / 12;
+        for (int p = 0; p < pairs; p++) {
+            __m512 r0 = rgb_kernel_row(patches, origins[2 * p], ky);
+            __m512 r1 = 2 * p + 1 < kc ? rgb_kernel_row(patches, origins[2 * p + 1], ky) : _mm512_setzero_ps();
+            _mm512_mask_storeu_epi32(out + p * MR * 2, (__mmask16)((1u << MR) - 1), interleave_pairs(r0, r1));
         }
     }
 }
@@ -230,7 +341,7 @@ static inline __attribute__((always_inline)) void micro_kernel(
 
 // Per-thread packing buffers (see thread_buffers), set by every entry point below.
 typedef struct {
-    uint16_t a[MC * KC], b[KC * NC], converted_b[NR * KC];
+    uint16_t a[MC * KC], b[KC * NC];
 } packing_buffers;
 static pthread_key_t buffers_key;
 __attribute__((constructor)) static void create_buffers_key(void) { pthread_key_create(&buffers_key, free); }
@@ -243,12 +354,16 @@ typedef struct {
     const float *a;
     int lda;
     bool transposed;
-    const bf16_patches *patches;  // not NULL: A is this patch matrix [m, 16·channels]
+    const bf16_patches *patches;  // not NULL: A is this patch matrix [m, 16·channels], or its transpose
 } a_operand;
 
 /// A block rows [ic, ic + mc) x k [pc, pc + kc) → packed_a.
 static void pack_a_block(const void *operand, int ic, int pc, int mc, int kc) {
     const a_operand *a = operand;
+    if (a->patches && a->patches->channels == 3) {
+        if (a->transposed) return pack_a_rgb_patches_transposed(a->patches, ic, mc, pc, kc, buffers->a);
+        return pack_a_rgb_patches(a->patches, ic, mc, buffers->a);
+    }
     if (a->patches) return pack_a_patches(a->patches, ic, mc, pc, kc, buffers->a);
     const float *block = a->transposed ? a->a + (long)pc * a->lda + ic : a->a + (long)ic * a->lda + pc;
     pack_a(a->transposed, block, a->lda, mc, kc, buffers->a);
@@ -275,15 +390,21 @@ static void multiply_block(const a_operand *a, int m, int pc, int nc, int kc, co
 /// A B block packed by pack_b: packed_block_count(kc, nc) values (FOR_EACH_B_BLOCK visits them).
 static long packed_block_count(int kc, int nc) { return (long)((kc + 1) / 2) * 2 * ((nc + NR - 1) / NR * NR); }
 
-void bf16_gemm(bool transpose_a, bool transpose_b, int m, int n, int k,
-               const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+/// C[m, n] = op(A)[m, k] · op(B)[k, n] + beta · C, each B block packed as it comes.
+static void multiply_packing_b(const a_operand *operand, bool transpose_b, int m, int n, int k, const float *b, int ldb,
+                               float beta, float *c, int ldc) {
     buffers = thread_buffers(buffers_key, sizeof *buffers);
     if (k == 0) return scale_c(m, n, beta, c, ldc);
-    a_operand operand = {a, lda, transpose_a, NULL};
     FOR_EACH_B_BLOCK(k, n) {
-        pack_b(transpose_b, b_at(transpose_b, b, ldb, jc, pc), ldb, kc, nc, buffers->b, buffers->converted_b);
-        multiply_block(&operand, m, pc, nc, kc, buffers->b, pc == 0 ? beta : 1, c + jc, ldc);
+        pack_b(transpose_b, b_at(transpose_b, b, ldb, jc, pc), ldb, kc, nc, buffers->b);
+        multiply_block(operand, m, pc, nc, kc, buffers->b, pc == 0 ? beta : 1, c + jc, ldc);
     }
+}
+
+void bf16_gemm(bool transpose_a, bool transpose_b, int m, int n, int k,
+               const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+    a_operand operand = {a, lda, transpose_a, NULL};
+    multiply_packing_b(&operand, transpose_b, m, n, k, b, ldb, beta, c, ldc);
 }
 
 long bf16_packed_b_count(int k, int n) {
@@ -293,9 +414,8 @@ long bf16_packed_b_count(int k, int n) {
 }
 
 void bf16_pack_b(bool transpose_b, int k, int n, const float *b, int ldb, uint16_t *packed) {
-    buffers = thread_buffers(buffers_key, sizeof *buffers);
     FOR_EACH_B_BLOCK(k, n) {
-        pack_b(transpose_b, b_at(transpose_b, b, ldb, jc, pc), ldb, kc, nc, packed, buffers->converted_b);
+        pack_b(transpose_b, b_at(transpose_b, b, ldb, jc, pc), ldb, kc, nc, packed);
         packed += packed_block_count(kc, nc);
     }
 }
@@ -321,6 +441,12 @@ void bf16_gemm_patches_a(int m, int n, const bf16_patches *patches, const uint16
                          int ldc) {
     a_operand operand = {NULL, 0, false, patches};
     multiply_packed_b(&operand, m, n, 16 * patches->channels, packed_b, beta, c, ldc);
+}
+
+void bf16_gemm_patches_transposed_a(int m, int n, int k, const bf16_patches *patches, const float *b, int ldb,
+                                    float beta, float *c, int ldc) {
+    a_operand operand = {NULL, 0, true, patches};
+    multiply_packing_b(&operand, false, m, n, k, b, ldb, beta, c, ldc);
 }
 
 void bf16_gemm_patches_b(bool transpose_a, int m, int k, const float *a, int lda, const bf16_patches *patches,

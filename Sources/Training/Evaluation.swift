@@ -15,17 +15,19 @@ public func evaluationLoss(model: VAE, dataset: Dataset, indices: [Int32], batch
     var local = LossSums()
     var start = 0
     var batchNumber = 0
-    while start < indices.count {
-        let size = min(batch, indices.count - start)
-        let piece = EpochPlan.pieceRange(batchSize: size, rank: communicator.rank, ranks: communicator.size)
-        for first in stride(from: piece.lowerBound, to: piece.upperBound, by: model.maxBatch) {
-            let count = min(model.maxBatch, piece.upperBound - first)
-            dataset.loadFloats(indices[(start + first)..<(start + first + count)], into: images.pointer)
-            model.drawNoise(seed: seed, step: evaluationNoiseStep + batchNumber, firstPosition: first, batch: count)
-            local += model.loss(images.pointer, batch: count)
+    model.parameters.withValuesFixed {
+        while start < indices.count {
+            let size = min(batch, indices.count - start)
+            let piece = EpochPlan.pieceRange(batchSize: size, rank: communicator.rank, ranks: communicator.size)
+            for first in stride(from: piece.lowerBound, to: piece.upperBound, by: model.maxBatch) {
+                let count = min(model.maxBatch, piece.upperBound - first)
+                dataset.loadFloats(indices[(start + first)..<(start + first + count)], into: images.pointer)
+                model.drawNoise(seed: seed, step: evaluationNoiseStep + batchNumber, firstPosition: first, batch: count)
+                local += model.loss(images.pointer, batch: count)
+            }
+            start += size
+            batchNumber += 1
         }
-        start += size
-        batchNumber += 1
     }
     var sums = [local.reconstruction, local.kl, Double(local.images)]
     communicator.allreduceSum(&sums, count: 3, what: "the validation loss")

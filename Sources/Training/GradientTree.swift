@@ -73,8 +73,11 @@ final class GradientTree {
     /// Writes the sums of images `range` into the first model's gradient buffer. `leaf(images,
     /// model)` runs forward and backward on one leaf's images with `model`, writing (not adding)
     /// its `values` at `model.parameters.gradientTarget`.
+    /// The parameter values are fixed meanwhile, so each model packs its kernels once for all its leaves.
     func sum(_ range: Range<Int>, leaf: (Range<Int>, VAE) -> Void) {
-        sum(range, into: workers[0].model.parameters.gradients.pointer, team: workers.indices, leaf: leaf)
+        ParameterStore.withValuesFixed(workers.map(\.model.parameters)) {
+            sum(range, into: workers[0].model.parameters.gradients.pointer, team: workers.indices, leaf: leaf)
+        }
         for worker in workers { worker.model.parameters.gradientTarget = worker.model.parameters.gradients.pointer }
     }
 

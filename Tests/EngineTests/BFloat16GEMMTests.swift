@@ -63,38 +63,76 @@ struct BFloat16GEMMTests {
         }
     }
 
+    /// The transposed packing (a B stored [n, k], converted a row at a time and transposed in
+    /// registers) writes, byte for byte, the panels of the plain packing of an explicitly
+    /// transposed copy [k, n]: odd k (a zero second value of the last pair), k not a multiple of
+    /// the 32 values of a tile, partial panels of fewer than 16 and of 16-31 columns, several k and
+    /// n blocks, and a row stride wider than the rows.
+    @Test func transposedPackingIsThePackingOfATransposedCopy() {
+        for (index, (k, n)) in [(1, 1), (7, 13), (32, 32), (33, 17), (48, 50), (257, 31), (600, 530), (128, 2048)].enumerated() {
+            let ldb = k + 3
+            let stored = randomValues(n * ldb, seed: UInt64(30 + index)).map(Float.init)  // B stored [n, k]
+            var copy = [Float](repeating: .nan, count: k * n)  // B [k, n]
+            for j in 0..<n { for p in 0..<k { copy[p * n + j] = stored[j * ldb + p] } }
+            let transposed = PackedB(.bfloat16, transposed: true, k: k, n: n), plain = PackedB(.bfloat16, k: k, n: n)
+            let count = bf16_packed_b_count(Int32(k), Int32(n))
+            transposed.panels!.update(repeating: 0xABCD, count: count)
+            transposed.pack(stored, ldb: ldb)
+            plain.pack(copy, ldb: n)
+            let same = UnsafeBufferPointer(start: transposed.panels!, count: count)
+                .elementsEqual(UnsafeBufferPointer(start: plain.panels!, count: count))  // outside #expect, which would print every value
+            #expect(same, "k \(k), n \(n)")
+        }
+    }
+
     /// bfloat16GEMM reading the patches straight from the image gives the bits of im2col and a
-    /// GEMM of the written-out patch matrix: as A (with a packed B), as B, and as the transposed
-    /// product the convolutions' backward uses (dKᵀ = dyᵀ · P against dK = Pᵀ · dy). 3 images of 20x20 give 300 patch rows
-    /// (two k blocks of 256); 64 channels give 1,024 columns (two n blocks of 512).
-    @Test(arguments: [32, 64])
+    /// GEMM of the written-out patch matrix, in each form its packing supports: as A (with a
+    /// packed B) for both; for 32 and 64 channels ("wide") as B, and as the transposed product the
+    /// convolutions' backward uses (dKᵀ = dyᵀ · P against dK = Pᵀ · dy); for 3 channels (RGB) as
+    /// the transposed A of dK = Pᵀ · dy itself, with an odd k too. 3 images of 20x20 give 300 patch
+    /// rows (two k blocks of 256, and both borders of every image row); 64 channels give 1,024
+    /// columns (two n blocks of 512).
+    @Test(arguments: [3, 32, 64])
     func patchesFromTheImageGiveTheBitsOfIm2col(channels: Int) {
         let geometry = PatchGeometry(largeHeight: 20, largeWidth: 20, channels: channels)
         let images = 3, rows = 3 * 100, width = geometry.patchSize, m = 7
         let large = randomValues(images * geometry.largeImageSize, seed: 21).map(Float.init)
         var columns = [Float](repeating: .nan, count: rows * width)
         geometry.im2col(large, &columns, batch: images)
-        for transposeA in [false, true] {
-            let a = randomValues(m * rows, seed: 22).map(Float.init), lda = transposeA ? m : rows
-            var expected = [Float](repeating: .nan, count: m * width), actual = expected
-            gemm(.bfloat16, transposeA: transposeA, m: m, n: width, k: rows, a, lda: lda, columns, ldb: width, beta: 0,
-                 &expected, ldc: width)
-            bfloat16GEMM(transposeA: transposeA, m: m, k: rows, a, lda: lda, patchesOf: large, geometry, beta: 0, &actual,
-                         ldc: width)
-            #expect(actual.elementsEqual(expected) { $0.bitPattern == $1.bitPattern }, "transposeA \(transposeA)")
-        }
         let b = randomValues(width * m, seed: 24).map(Float.init), packed = PackedB(.bfloat16, k: width, n: m)
         packed.pack(b, ldb: m)
         var expected = [Float](repeating: .nan, count: rows * m), actual = expected
         gemm(.bfloat16, m: rows, n: m, k: width, columns, lda: width, b, ldb: m, beta: 0, &expected, ldc: m)
         bfloat16GEMM(m: rows, patchesOf: large, geometry, packed, beta: 0, &actual, ldc: m)
         #expect(actual.elementsEqual(expected) { $0.bitPattern == $1.bitPattern }, "patches as A")
-        // The convolutions' backward: dKᵀ [m, width] = dyᵀ · P against dK [width, m] = Pᵀ · dy.
         let dy = randomValues(rows * m, seed: 23).map(Float.init)
-        var dK = [Float](repeating: .nan, count: width * m), dKTransposed = dK
-        gemm(.bfloat16, transposeA: true, m: width, n: m, k: rows, columns, lda: width, dy, ldb: m, beta: 0, &dK, ldc: m)
-        bfloat16GEMM(transposeA: true, m: m, k: rows, dy, lda: m, patchesOf: large, geometry, beta: 0, &dKTransposed, ldc: width)
-        #expect((0..<width * m).allSatisfy { dK[$0].bitPattern == dKTransposed[($0 % m) * width + $0 / m].bitPattern })
+        switch geometry.bfloat16Packing {
+        case .wide:
+            for transposeA in [false, true] {
+                let a = randomValues(m * rows, seed: 22).map(Float.init), lda = transposeA ? m : rows
+                var expected = [Float](repeating: .nan, count: m * width), actual = expected
+                gemm(.bfloat16, transposeA: transposeA, m: m, n: width, k: rows, a, lda: lda, columns, ldb: width, beta: 0,
+                     &expected, ldc: width)
+                bfloat16GEMM(transposeA: transposeA, m: m, k: rows, a, lda: lda, patchesOf: large, geometry, beta: 0,
+                             &actual, ldc: width)
+                #expect(actual.elementsEqual(expected) { $0.bitPattern == $1.bitPattern }, "transposeA \(transposeA)")
+            }
+            var dK = [Float](repeating: .nan, count: width * m), dKTransposed = dK
+            gemm(.bfloat16, transposeA: true, m: width, n: m, k: rows, columns, lda: width, dy, ldb: m, beta: 0, &dK, ldc: m)
+            bfloat16GEMM(transposeA: true, m: m, k: rows, dy, lda: m, patchesOf: large, geometry, beta: 0, &dKTransposed,
+                         ldc: width)
+            #expect((0..<width * m).allSatisfy { dK[$0].bitPattern == dKTransposed[($0 % m) * width + $0 / m].bitPattern })
+        case .rgb:
+            for k in [rows, rows - 1] {
+                var expected = randomValues(width * m, seed: 25).map(Float.init), actual = expected
+                gemm(.bfloat16, transposeA: true, m: width, n: m, k: k, columns, lda: width, dy, ldb: m, beta: 0.5,
+                     &expected, ldc: m)
+                bfloat16GEMM(n: m, k: k, transposedPatchesOf: large, geometry, dy, ldb: m, beta: 0.5, &actual, ldc: m)
+                #expect(actual.elementsEqual(expected) { $0.bitPattern == $1.bitPattern }, "transposed patches, k \(k)")
+            }
+        case .none:
+            Issue.record("\(channels) channels are not packed from the image")
+        }
     }
 }
 

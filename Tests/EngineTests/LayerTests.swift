@@ -151,8 +151,36 @@ extension ConvTranspose2D: PatchLayer {}
 
     @Test func activationsMatchDefinitions() {
         let x = randomValues(64, seed: 14, low: -4, high: 4), upstream = randomValues(64, seed: 15)
-        check(ReLU.forward, ReLU.backward, Reference.relu, x, upstream)
-        check(Sigmoid.forward, Sigmoid.backward, Reference.sigmoid, x, upstream)
+        check({ ReLU.forward($0, count: $1) }, { ReLU.backward(output: $0, $1, count: $2) }, Reference.relu, x, upstream)
+        check({ Sigmoid.forward($0, count: $1) }, Sigmoid.backward, Reference.sigmoid, x, upstream)
+    }
+
+    /// The AVX-512 passes (Kernels' elementwise.c) give the bits of the Swift loops, on values over
+    /// the sigmoid's whole range and past its clamps, zeros of both signs, infinities and NaN (in the
+    /// vectors and in the scalar tail that the count leaves).
+    @Test(.enabled(if: CPU.hasAVX512, "this CPU has no AVX-512: only the Swift loops run"))
+    func avx512PassesGiveTheBitsOfTheSwiftLoops() {
+        let specials: [Float] = [0, -0.0, .infinity, -.infinity, .nan, 88, -88, 88.5, -88.5, 1e-40, -1e-40]
+        let values = specials + randomValues(4000, seed: 19, low: -100, high: 100).map(Float.init) + specials
+        let gradient = randomValues(values.count, seed: 20).map(Float.init)
+        func run(_ avx512: Bool) -> (relu: [Float], mask: [Float], sigmoid: [Float]) {
+            var relu = values, mask = gradient, sigmoid = values
+            ReLU.forward(&relu, count: relu.count, avx512: avx512)
+            ReLU.backward(output: relu, &mask, count: mask.count, avx512: avx512)
+            Sigmoid.forward(&sigmoid, count: sigmoid.count, avx512: avx512)
+            return (relu, mask, sigmoid)
+        }
+        let (swift, kernel) = (run(false), run(true))
+        // A NaN stays NaN, though not always with the same payload bits (the compiler may order a
+        // multiplication's operands either way); training stops at any NaN.
+        func differences(_ a: [Float], _ b: [Float]) -> [Int] {
+            a.indices.filter { a[$0].bitPattern != b[$0].bitPattern && !(a[$0].isNaN && b[$0].isNaN) }
+        }
+        for (name, a, b) in [("ReLU", swift.relu, kernel.relu), ("ReLU backward", swift.mask, kernel.mask),
+                             ("sigmoid", swift.sigmoid, kernel.sigmoid)] {
+            let different = differences(a, b)
+            #expect(different.isEmpty, "\(name): \(different.count) values differ, the first of \(different.first.map { values[$0] } ?? 0)")
+        }
     }
 
     /// The vectorised sigmoid over its whole range, value by value, saturating cleanly, NaN kept.

@@ -80,6 +80,51 @@ struct ReferenceVAE {
         }
     }
 
+    /// Inside a scope of fixed values the dense layers pack their weights (W and Wᵀ) once for every
+    /// pass; a change of the weights outside the scope is always seen: after it, the loss and the
+    /// gradients are, bit for bit, a fresh model's with the changed values, twice in a new scope
+    /// and then outside any scope. (In float32 nothing is converted, so it is bfloat16 that would
+    /// see stale panels.)
+    @Test(arguments: Precision.allCases.filter(\.isAvailable))
+    func weightsChangedOutsideAScopeAreNotReadFromOldPacks(precision: Precision) throws {
+        let batch = 3
+        let images = FloatBuffer(count: batch * config.imageValues)
+        load(randomValues(images.count, seed: 21, low: 0, high: 1), into: images.pointer)
+        typealias Pass = (loss: LossSums, gradients: [Float])
+        func pass(_ model: VAE) -> Pass {
+            model.drawNoise(seed: 4, step: 9, firstPosition: 0, batch: batch)
+            let loss = model.loss(images.pointer, batch: batch, gradientScale: 1)
+            return (loss, Array(model.parameters.gradients.buffer.prefix(model.parameters.count)))
+        }
+        func same(_ a: Pass, _ b: Pass) -> Bool {
+            a.loss == b.loss && a.gradients.elementsEqual(b.gradients) { $0.bitPattern == $1.bitPattern }
+        }
+        let model = try VAE(config: config, maxBatch: batch, precision: precision)
+        model.parameters.initialize(seed: 11)
+        /// Scales the dense kernels, and returns a pass of a fresh model with the new values.
+        func changeDenseWeights() throws -> Pass {
+            for parameter in model.parameters.parameters where parameter.name.hasSuffix("kernel") && parameter.shape.count == 2 {
+                for i in 0..<parameter.count { parameter.value[i] *= 1.5 }
+            }
+            let fresh = try VAE(config: config, maxBatch: batch, precision: precision)
+            fresh.parameters.values.pointer.update(from: model.parameters.values.pointer, count: model.parameters.count)
+            return pass(fresh)
+        }
+        let before = model.parameters.withValuesFixed { [pass(model), pass(model)] }
+        // The comparisons outside #expect, which would print every gradient.
+        let sameInScope = same(before[0], before[1])
+        #expect(sameInScope, "the second pass in a scope")
+        var expected = try changeDenseWeights()
+        let changed = !same(before[0], expected)
+        #expect(changed, "the change shows in the loss")
+        let after = model.parameters.withValuesFixed { [pass(model), pass(model)] }
+        let sameInNewScope = same(after[0], expected) && same(after[1], expected)
+        #expect(sameInNewScope, "in a new scope")
+        expected = try changeDenseWeights()
+        let sameOutside = same(pass(model), expected)
+        #expect(sameOutside, "outside any scope")
+    }
+
     @Test func seedPresetIsTheReferenceModel() throws {
         let model = try VAE(config: ModelConfig.preset("seed"), maxBatch: 2)
         let shapes = model.parameters.parameters.map { "\($0.name) \($0.shape)" }

@@ -6,9 +6,9 @@
 ///   y = columns · K + b                    K: [4, 4, Cin, Cout] viewed as [16·Cin, Cout]
 /// Backward, given dy (the patches are rebuilt from x rather than kept from forward):
 ///   dK = Σ columnsᵀ · dy,   db = Σ_rows dy,   dx = col2im(dy · Kᵀ)
-/// In bfloat16 with Cin a multiple of 32 the GEMMs pack the columns straight from x (never
-/// written out), and backward takes dKᵀ = Σ dyᵀ · columns: the same products in the same order,
-/// the same bits.
+/// In bfloat16 with Cin a multiple of 32 or 3 the GEMMs pack the columns straight from x (never
+/// written out); with a multiple of 32 backward takes dKᵀ = Σ dyᵀ · columns: the same products in
+/// the same order, the same bits.
 public final class Conv2D {
     let geometry: PatchGeometry
     public let inChannels: Int, outChannels: Int
@@ -25,8 +25,8 @@ public final class Conv2D {
     private let zeroRow: FloatBuffer
     /// K and Kᵀ as the B of every chunk's GEMM, packed once per pass.
     private let kernelB: PackedB, kernelTransposedB: PackedB
-    /// Whether the GEMMs read the patches from x (see above), and backward's dKᵀ [Cout, 16·Cin].
-    private let patchesFromImage: Bool
+    /// How the GEMMs read the patches from x (see above), and backward's dKᵀ [Cout, 16·Cin] (wide).
+    private let patchPacking: PatchGeometry.Packing
     private let kernelGradientTransposed: FloatBuffer
 
     public init(name: String, height: Int, width: Int, inChannels: Int, outChannels: Int,
@@ -45,8 +45,8 @@ public final class Conv2D {
         zeroRow = FloatBuffer(count: width * inChannels)
         kernelB = PackedB(precision, k: geometry.patchSize, n: outChannels)
         kernelTransposedB = PackedB(precision, transposed: true, k: outChannels, n: geometry.patchSize)
-        patchesFromImage = precision == .bfloat16 && geometry.patchesPackDirectly
-        kernelGradientTransposed = FloatBuffer(count: patchesFromImage ? geometry.patchSize * outChannels : 0)
+        patchPacking = precision == .bfloat16 ? geometry.bfloat16Packing : .none
+        kernelGradientTransposed = FloatBuffer(count: patchPacking == .wide ? geometry.patchSize * outChannels : 0)
     }
 
     public var outputHeight: Int { geometry.smallHeight }
@@ -62,7 +62,7 @@ public final class Conv2D {
         for first in stride(from: 0, to: batch, by: chunk) {
             let images = min(chunk, batch - first), rows = images * outputPixels
             let xChunk = x + first * geometry.largeImageSize, yChunk = y + first * outputSize
-            if patchesFromImage {
+            if patchPacking != .none {
                 bfloat16GEMM(m: rows, patchesOf: xChunk, geometry, kernelB, beta: 1, yChunk, ldc: outChannels)
             } else {
                 geometry.im2col(xChunk, columns.pointer, batch: images)
@@ -80,10 +80,14 @@ public final class Conv2D {
             let images = min(chunk, batch - first), rows = images * outputPixels
             let dyChunk = dy + first * outputSize, xChunk = x + first * geometry.largeImageSize
             let beta: Float = first == 0 ? 0 : 1
-            if patchesFromImage {
+            switch patchPacking {
+            case .wide:
                 bfloat16GEMM(transposeA: true, m: outChannels, k: rows, dyChunk, lda: outChannels, patchesOf: xChunk, geometry,
                              beta: beta, kernelGradientTransposed.pointer, ldc: geometry.patchSize)
-            } else {
+            case .rgb:
+                bfloat16GEMM(n: outChannels, k: rows, transposedPatchesOf: xChunk, geometry, dyChunk, ldb: outChannels,
+                             beta: beta, kernel.gradient, ldc: outChannels)
+            case .none:
                 geometry.im2col(xChunk, columns.pointer, batch: images)
                 gemm(precision, transposeA: true, m: geometry.patchSize, n: outChannels, k: rows, columns.pointer,
                      lda: geometry.patchSize, dyChunk, ldb: outChannels, beta: beta, kernel.gradient, ldc: outChannels)
@@ -93,7 +97,7 @@ public final class Conv2D {
             let dxChunk = dx + first * geometry.largeImageSize
             geometry.col2im(columns.pointer, dxChunk, batch: images, start: zeroRow.pointer)
         }
-        if patchesFromImage {
+        if patchPacking == .wide {
             transpose(kernelGradientTransposed.pointer, rows: outChannels, columns: geometry.patchSize, into: kernel.gradient)
         }
     }

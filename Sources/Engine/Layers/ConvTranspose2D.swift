@@ -5,8 +5,9 @@
 ///   y = col2im(columns) onto b
 /// Backward, given dy:
 ///   dcolumns = im2col(dy),  dK = Σ dcolumnsᵀ · x,  db = Σ_pixels dy,  dx = dcolumns · K
-/// In bfloat16 with Cout a multiple of 32 the GEMMs pack dcolumns straight from dy (never written
-/// out) and take dKᵀ = Σ xᵀ · dcolumns: the same products in the same order, the same bits.
+/// In bfloat16 with Cout a multiple of 32 or 3 the GEMMs pack dcolumns straight from dy (never
+/// written out); with a multiple of 32 they take dKᵀ = Σ xᵀ · dcolumns: the same products in the
+/// same order, the same bits.
 public final class ConvTranspose2D {
     let geometry: PatchGeometry
     public let inChannels: Int, outChannels: Int
@@ -21,8 +22,8 @@ public final class ConvTranspose2D {
     private let biasRow: FloatBuffer
     /// Kᵀ and K as the B of every chunk's GEMM, packed once per pass.
     private let kernelTransposedB: PackedB, kernelB: PackedB
-    /// Whether backward reads the patches from dy (see above), and its dKᵀ [Cin, 16·Cout].
-    private let patchesFromImage: Bool
+    /// How backward reads the patches from dy (see above), and its dKᵀ [Cin, 16·Cout] (wide).
+    private let patchPacking: PatchGeometry.Packing
     private let kernelGradientTransposed: FloatBuffer
 
     public init(name: String, height: Int, width: Int, inChannels: Int, outChannels: Int,
@@ -40,8 +41,8 @@ public final class ConvTranspose2D {
         biasRow = FloatBuffer(count: geometry.largeWidth * outChannels)
         kernelTransposedB = PackedB(precision, transposed: true, k: inChannels, n: geometry.patchSize)
         kernelB = PackedB(precision, k: geometry.patchSize, n: inChannels)
-        patchesFromImage = precision == .bfloat16 && geometry.patchesPackDirectly
-        kernelGradientTransposed = FloatBuffer(count: patchesFromImage ? geometry.patchSize * inChannels : 0)
+        patchPacking = precision == .bfloat16 ? geometry.bfloat16Packing : .none
+        kernelGradientTransposed = FloatBuffer(count: patchPacking == .wide ? geometry.patchSize * inChannels : 0)
     }
 
     public var outputHeight: Int { geometry.largeHeight }
@@ -71,18 +72,23 @@ public final class ConvTranspose2D {
             let images = min(chunk, batch - first), rows = images * inputPixels
             let xChunk = x + first * inputSize, dyChunk = dy + first * outputSize, dxChunk = dx + first * inputSize
             let beta: Float = first == 0 ? 0 : 1
-            if patchesFromImage {
+            switch patchPacking {
+            case .wide:
                 bfloat16GEMM(transposeA: true, m: inChannels, k: rows, xChunk, lda: inChannels, patchesOf: dyChunk, geometry,
                              beta: beta, kernelGradientTransposed.pointer, ldc: geometry.patchSize)
                 bfloat16GEMM(m: rows, patchesOf: dyChunk, geometry, kernelB, beta: 0, dxChunk, ldc: inChannels)
-                continue
+            case .rgb:
+                bfloat16GEMM(n: inChannels, k: rows, transposedPatchesOf: dyChunk, geometry, xChunk, ldb: inChannels,
+                             beta: beta, kernel.gradient, ldc: inChannels)
+                bfloat16GEMM(m: rows, patchesOf: dyChunk, geometry, kernelB, beta: 0, dxChunk, ldc: inChannels)
+            case .none:
+                geometry.im2col(dyChunk, columns.pointer, batch: images)
+                gemm(precision, transposeA: true, m: geometry.patchSize, n: inChannels, k: rows, columns.pointer,
+                     lda: geometry.patchSize, xChunk, ldb: inChannels, beta: beta, kernel.gradient, ldc: inChannels)
+                gemm(m: rows, columns.pointer, lda: geometry.patchSize, kernelB, beta: 0, dxChunk, ldc: inChannels)
             }
-            geometry.im2col(dyChunk, columns.pointer, batch: images)
-            gemm(precision, transposeA: true, m: geometry.patchSize, n: inChannels, k: rows, columns.pointer,
-                 lda: geometry.patchSize, xChunk, ldb: inChannels, beta: beta, kernel.gradient, ldc: inChannels)
-            gemm(m: rows, columns.pointer, lda: geometry.patchSize, kernelB, beta: 0, dxChunk, ldc: inChannels)
         }
-        if patchesFromImage {
+        if patchPacking == .wide {
             transpose(kernelGradientTransposed.pointer, rows: inChannels, columns: geometry.patchSize, into: kernel.gradient)
         }
     }

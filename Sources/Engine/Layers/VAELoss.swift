@@ -43,8 +43,16 @@ public enum VAELoss {
         var total = 0.0
         for n in 0..<batch {
             let offset = n * imageSize
-            var sum: Float = 0
-            for i in offset..<offset + imageSize {
+            // 16 running sums, not one: a single float sum is a chain of dependent additions, which
+            // took 1.3% of a bfloat16 training step.
+            var sums = Vector(repeating: 0)
+            let done = forEachVector(count: imageSize) { i in
+                let difference = load(xhat + offset + i) - load(x + offset + i)
+                sums += difference * difference
+                if let gradient { store(scale * difference, gradient + offset + i) }
+            }
+            var sum = sums.sum()
+            for i in offset + done..<offset + imageSize {
                 let difference = xhat[i] - x[i]
                 sum += difference * difference
                 gradient?[i] = scale * difference

@@ -55,8 +55,21 @@ void bf16_gemm_patches_b(bool transpose_a, int m, int k, const float *a, int lda
 
 /// bf16_gemm_packed_b with A the first m rows of a patch matrix [m, k = 16·channels], packed
 /// straight from the image: C[m, n] = patches · B + beta · C, B packed by bf16_pack_b for that
-/// k and n. The same bits as bf16_gemm of the written-out patch matrix. channels % 32 == 0.
+/// k and n. The same bits as bf16_gemm of the written-out patch matrix. channels % 32 == 0 or
+/// channels == 3.
 void bf16_gemm_patches_a(int m, int n, const bf16_patches *patches, const uint16_t *packed_b, float beta, float *c,
                          int ldc);
+
+/// bf16_gemm with A the transpose of the first k rows of a patch matrix, packed straight from the
+/// image: C[m, n] = patches[k, m]ᵀ · B[k, n] + beta · C, m ≤ 16·channels, B stored [k, n] with
+/// row stride ldb. The same bits as bf16_gemm of the written-out patch matrix. channels == 3.
+void bf16_gemm_patches_transposed_a(int m, int n, int k, const bf16_patches *patches, const float *b, int ldb,
+                                    float beta, float *c, int ldc);
+
+/// The engine's element-wise passes (ReLU, its gradient mask, the sigmoid) on AVX-512, with the
+/// bits of its Swift loops. Call only when f32_gemm_available().
+void avx512_relu_forward(float *y, long count);
+void avx512_relu_backward(const float *y, float *gradient, long count);
+void avx512_sigmoid_forward(float *y, long count);
 
 #endif
