@@ -90,29 +90,27 @@ func store4(_ value: SIMD4<Float>, _ pointer: UnsafeMutablePointer<Float>) {
     UnsafeMutableRawPointer(pointer).storeBytes(of: value, as: SIMD4<Float>.self)
 }
 
-/// destination[i] = a[i] + b[i]: 16 values at a time, then 4, then one. Both ends matter: gradient
+/// destination[i] += source[i]: 16 values at a time, then 4, then one. Both ends matter: gradient
 /// buffers hold a million values, col2im's runs as few as 3 (an RGB pixel), where a scalar tail
-/// after the 16-wide loop would do all the work. `a` may be `destination` itself.
-@inline(__always)
-func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into destination: UnsafeMutablePointer<Float>, count: Int) {
-    var i = forEachVector(count: count) { i in store(load(a + i) + load(b + i), destination + i) }
-    i = forEachQuad(from: i, count: count) { i in store4(load4(a + i) + load4(b + i), destination + i) }
-    for i in i..<count { destination[i] = a[i] + b[i] }
-}
-
-/// destination[i] = (a[i] + b[i]) + c[i], in that order, vectorised as `add`.
-@inline(__always)
-func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, then c: UnsafePointer<Float>,
-         into destination: UnsafeMutablePointer<Float>, count: Int) {
-    var i = forEachVector(count: count) { i in store(load(a + i) + load(b + i) + load(c + i), destination + i) }
-    i = forEachQuad(from: i, count: count) { i in store4(load4(a + i) + load4(b + i) + load4(c + i), destination + i) }
-    for i in i..<count { destination[i] = a[i] + b[i] + c[i] }
-}
-
-/// destination[i] += source[i], vectorised as `add`.
+/// after the 16-wide loop would do all the work.
 @inline(__always)
 public func accumulate(_ source: UnsafePointer<Float>, into destination: UnsafeMutablePointer<Float>, count: Int) {
-    add(destination, source, into: destination, count: count)
+    var i = forEachVector(count: count) { i in store(load(destination + i) + load(source + i), destination + i) }
+    i = forEachQuad(from: i, count: count) { i in store4(load4(destination + i) + load4(source + i), destination + i) }
+    for i in i..<count { destination[i] += source[i] }
+}
+
+/// destination[i] = (destination[i] + first[i]) + second[i], in that order, vectorised as `accumulate`.
+@inline(__always)
+func accumulate(_ first: UnsafePointer<Float>, then second: UnsafePointer<Float>,
+                into destination: UnsafeMutablePointer<Float>, count: Int) {
+    var i = forEachVector(count: count) { i in
+        store(load(destination + i) + load(first + i) + load(second + i), destination + i)
+    }
+    i = forEachQuad(from: i, count: count) { i in
+        store4(load4(destination + i) + load4(first + i) + load4(second + i), destination + i)
+    }
+    for i in i..<count { destination[i] = destination[i] + first[i] + second[i] }
 }
 
 /// destination[0..<count] = source[0..<count], vectorised as `accumulate`: runs here are short (12

@@ -21,8 +21,6 @@ public final class Conv2D {
     /// for both keeps a chunk's working set in the core's cache (the second convolution's patches of
     /// one image take 512 KB).
     private let columns: FloatBuffer
-    /// Zeros [W, Cin]: where col2im starts each row of dx.
-    private let zeroRow: FloatBuffer
     /// K and Kᵀ as the B of every chunk's GEMM, packed once per pass.
     private let kernelB: PackedB, kernelTransposedB: PackedB
     /// How the GEMMs read the patches from x (see above), and backward's dKᵀ [Cout, 16·Cin] (wide).
@@ -42,7 +40,6 @@ public final class Conv2D {
         chunk = geometry.imagesPerChunk(maxBatch: maxBatch, budget: patchBudget)
         let rows = chunk * geometry.smallHeight * geometry.smallWidth
         columns = FloatBuffer(count: rows * geometry.patchSize)
-        zeroRow = FloatBuffer(count: width * inChannels)
         kernelB = PackedB(precision, k: geometry.patchSize, n: outChannels)
         kernelTransposedB = PackedB(precision, transposed: true, k: outChannels, n: geometry.patchSize)
         patchPacking = precision == .bfloat16 ? geometry.bfloat16Packing : .none
@@ -95,7 +92,8 @@ public final class Conv2D {
             guard let dx else { continue }
             gemm(m: rows, dyChunk, lda: outChannels, kernelTransposedB, beta: 0, columns.pointer, ldc: geometry.patchSize)
             let dxChunk = dx + first * geometry.largeImageSize
-            geometry.col2im(columns.pointer, dxChunk, batch: images, start: zeroRow.pointer)
+            dxChunk.update(repeating: 0, count: images * geometry.largeImageSize)
+            geometry.col2im(columns.pointer, dxChunk, batch: images)
         }
         if patchPacking == .wide {
             transpose(kernelGradientTransposed.pointer, rows: outChannels, columns: geometry.patchSize, into: kernel.gradient)

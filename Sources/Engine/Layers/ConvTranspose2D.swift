@@ -2,7 +2,7 @@
 /// It is the adjoint of Conv2D's input gradient, so it runs the same patch machinery backwards,
 /// a few images at a time so that the patch matrix stays in cache:
 ///   columns [n·H·W, 16·Cout] = x · Kᵀ        K: [4, 4, Cout, Cin] viewed as [16·Cout, Cin]
-///   y = col2im(columns) onto b
+///   y = col2im(columns) + b
 /// Backward, given dy:
 ///   dcolumns = im2col(dy),  dK = Σ dcolumnsᵀ · x,  db = Σ_pixels dy,  dx = dcolumns · K
 /// In bfloat16 with Cout a multiple of 32 or 3 the GEMMs pack dcolumns straight from dy (never
@@ -18,8 +18,6 @@ public final class ConvTranspose2D {
     let chunk: Int
     /// x · Kᵀ of one chunk in forward, im2col(dy) of one chunk in backward.
     private let columns: FloatBuffer
-    /// The bias along one output row [2W, Cout]: where col2im starts each row.
-    private let biasRow: FloatBuffer
     /// Kᵀ and K as the B of every chunk's GEMM, packed once per pass.
     private let kernelTransposedB: PackedB, kernelB: PackedB
     /// How backward reads the patches from dy (see above), and its dKᵀ [Cin, 16·Cout] (wide).
@@ -38,7 +36,6 @@ public final class ConvTranspose2D {
         bias = parameters.bias("\(name)/bias", count: outChannels)
         chunk = geometry.imagesPerChunk(maxBatch: maxBatch, budget: patchBudget)
         columns = FloatBuffer(count: chunk * height * width * geometry.patchSize)
-        biasRow = FloatBuffer(count: geometry.largeWidth * outChannels)
         kernelTransposedB = PackedB(precision, transposed: true, k: inChannels, n: geometry.patchSize)
         kernelB = PackedB(precision, k: geometry.patchSize, n: inChannels)
         patchPacking = precision == .bfloat16 ? geometry.bfloat16Packing : .none
@@ -53,13 +50,13 @@ public final class ConvTranspose2D {
     public var forwardFLOPs: Int { 2 * inputPixels * inChannels * geometry.patchSize }
 
     public func forward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int) {
-        broadcastRows(bias.value, into: biasRow.pointer, rows: outputWidth, width: outChannels)
+        broadcastRows(bias.value, into: y, rows: batch * outputHeight * outputWidth, width: outChannels)
         kernelTransposedB.pack(kernel.value, ldb: inChannels)
         for first in stride(from: 0, to: batch, by: chunk) {
             let images = min(chunk, batch - first), rows = images * inputPixels
             gemm(m: rows, x + first * inputSize, lda: inChannels, kernelTransposedB, beta: 0, columns.pointer,
                  ldc: geometry.patchSize)
-            geometry.col2im(columns.pointer, y + first * outputSize, batch: images, start: biasRow.pointer)
+            geometry.col2im(columns.pointer, y + first * outputSize, batch: images)
         }
     }
 

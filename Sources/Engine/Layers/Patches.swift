@@ -87,54 +87,44 @@ public struct PatchGeometry {
         }
     }
 
-    /// large [N, H, W, C] = start + scatter of columns [N·h·w, 16·C]: the adjoint of `im2col`, onto
-    /// `start` [W, C], the value every image row starts from (the bias along a row, or zeros), so
-    /// that `large` needs no prepared initial value. Taps in the padding are dropped.
+    /// large [N, H, W, C] += scatter of columns [N·h·w, 16·C]: the adjoint of `im2col`.
+    /// Taps in the padding are dropped. `large` must already hold its initial value.
     ///
-    /// Written as a gather, one row of `large` at a time, so that each value is stored at most
+    /// Written as a gather, one row of `large` at a time, so that each value is loaded and stored
     /// twice rather than once per patch that sees it. Row y is kernel row ky = y + 1 − 2·oy of
-    /// patch rows oy = (y + 1)/2 − 1 and (y + 1)/2: the first of them adds to `start`, the second
-    /// to the row. Each value adds its (at most four) patches in the order of the patch rows, as a
-    /// scatter over the patches in order onto a copy of `start` would: the same float32 sums
-    /// (0 + a rather than a, so that −0 comes out as +0 from zeros).
-    func col2im(_ columns: UnsafePointer<Float>, _ large: UnsafeMutablePointer<Float>, batch: Int,
-                start: UnsafePointer<Float>) {
-        withConstantChannels { c in col2im(columns, large, batch: batch, start: start, channels: c) }
+    /// patch rows oy = (y + 1)/2 − 1 and (y + 1)/2; each value still adds its (at most four)
+    /// patches in the order of the patch rows, as a scatter over the patches in order would: the
+    /// same float32 sums.
+    func col2im(_ columns: UnsafePointer<Float>, _ large: UnsafeMutablePointer<Float>, batch: Int) {
+        withConstantChannels { c in col2im(columns, large, batch: batch, channels: c) }
     }
 
     @inline(__always)
     private func col2im(_ columns: UnsafePointer<Float>, _ large: UnsafeMutablePointer<Float>, batch: Int,
-                        start: UnsafePointer<Float>, channels c: Int) {
+                        channels c: Int) {
         let patchRow = smallWidth * patchSize, imageRow = largeWidth * c
         for n in 0..<batch {
             let patches = columns + n * smallHeight * patchRow
             for y in 0..<largeHeight {
                 let (oy, ky) = ((y + 1) / 2, (y + 1) % 2)
                 let row = large + (n * largeHeight + y) * imageRow
-                var sofar = start
-                if oy > 0 {
-                    addKernelRow(patches + ((oy - 1) * patchRow + (ky + 2) * 4 * c), to: sofar, into: row, channels: c)
-                    sofar = UnsafePointer(row)
-                }
-                if oy < smallHeight { addKernelRow(patches + (oy * patchRow + ky * 4 * c), to: sofar, into: row, channels: c) }
+                if oy > 0 { addKernelRow(patches + ((oy - 1) * patchRow + (ky + 2) * 4 * c), into: row, channels: c) }
+                if oy < smallHeight { addKernelRow(patches + (oy * patchRow + ky * 4 * c), into: row, channels: c) }
             }
         }
     }
 
-    /// row [W, C] = sofar [W, C] + kernel row `taps` of one row of patches (patch ox at taps + ox·16·C):
-    /// pixel x gets tap kx = x + 1 − 2·ox of patches ox = (x + 1)/2 − 1 and (x + 1)/2, in that order.
-    /// So pixels 2·m − 1 and 2·m (2·C adjacent values) get taps 2, 3 of patch m − 1, then taps 0, 1
-    /// of patch m; pixel 0 and the last pixel see one patch each. `sofar` may be `row` itself.
+    /// row [W, C] += kernel row `taps` of one row of patches (patch ox at taps + ox·16·C): pixel x
+    /// gets tap kx = x + 1 − 2·ox of patches ox = (x + 1)/2 − 1 and (x + 1)/2, in that order. So
+    /// pixels 2·m − 1 and 2·m (2·C adjacent values) get taps 2, 3 of patch m − 1, then taps 0, 1 of
+    /// patch m; pixel 0 and the last pixel see one patch each.
     @inline(__always)
-    private func addKernelRow(_ taps: UnsafePointer<Float>, to sofar: UnsafePointer<Float>,
-                              into row: UnsafeMutablePointer<Float>, channels c: Int) {
+    private func addKernelRow(_ taps: UnsafePointer<Float>, into row: UnsafeMutablePointer<Float>, channels c: Int) {
         let patch = patchSize
-        add(sofar, taps + c, into: row, count: c)
+        accumulate(taps + c, into: row, count: c)
         for m in 1..<smallWidth {
-            let pixels = (2 * m - 1) * c
-            add(sofar + pixels, taps + ((m - 1) * patch + 2 * c), then: taps + m * patch, into: row + pixels, count: 2 * c)
+            accumulate(taps + ((m - 1) * patch + 2 * c), then: taps + m * patch, into: row + (2 * m - 1) * c, count: 2 * c)
         }
-        let last = (largeWidth - 1) * c
-        add(sofar + last, taps + ((smallWidth - 1) * patch + 2 * c), into: row + last, count: c)
+        accumulate(taps + ((smallWidth - 1) * patch + 2 * c), into: row + (largeWidth - 1) * c, count: c)
     }
 }
