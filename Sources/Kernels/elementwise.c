@@ -1,4 +1,4 @@
-// The engine's element-wise passes on AVX-512. The Swift engine is built for baseline x86-64, where
+// The engine's element-wise passes (and col2im, an element-wise gather) on AVX-512. The Swift engine is built for baseline x86-64, where
 // its SIMD16<Float> loops become 128-bit SSE; on a CPU with AVX-512 (f32_gemm_available) the engine
 // calls these instead. Each computes exactly what its Swift loop computes, operation for operation
 // (no fused multiply-adds: the file is built with -ffp-contract=off), so results do not depend on
@@ -60,6 +60,40 @@ void avx512_sigmoid_forward(float *y, long count) {
         _mm512_storeu_ps(y + i, _mm512_div_ps(one, _mm512_add_ps(one, exponential(negated))));
     }
     for (; i < count; i++) y[i] = 1 / (1 + expf(-y[i]));
+}
+
+/// row[i] = (row[i] + first[i]) (+ second[i]), i < count, count a multiple of 16.
+static inline void add_run(const float *first, const float *second, float *row, int count) {
+    for (int i = 0; i < count; i += 16) {
+        __m512 sum = _mm512_add_ps(_mm512_loadu_ps(row + i), _mm512_loadu_ps(first + i));
+        if (second) sum = _mm512_add_ps(sum, _mm512_loadu_ps(second + i));
+        _mm512_storeu_ps(row + i, sum);
+    }
+}
+
+/// One kernel row of a row of patches added into an image row: PatchGeometry.addKernelRow.
+static inline void add_kernel_row(const float *taps, float *row, int small_width, int channels) {
+    int patch = 16 * channels, last = (2 * small_width - 1) * channels;
+    add_run(taps + channels, NULL, row, channels);
+    for (int m = 1; m < small_width; m++) {
+        int pixels = (2 * m - 1) * channels;
+        add_run(taps + (m - 1) * patch + 2 * channels, taps + m * patch, row + pixels, 2 * channels);
+    }
+    add_run(taps + (small_width - 1) * patch + 2 * channels, NULL, row + last, channels);
+}
+
+void avx512_col2im(const float *columns, float *large, int batch, int height, int width, int channels) {
+    int small_height = height / 2, small_width = width / 2;
+    long patch_row = (long)small_width * 16 * channels, image_row = (long)width * channels;
+    for (int n = 0; n < batch; n++) {
+        const float *patches = columns + n * small_height * patch_row;
+        for (int y = 0; y < height; y++) {
+            int oy = (y + 1) / 2, ky = (y + 1) % 2;
+            float *row = large + ((long)n * height + y) * image_row;
+            if (oy > 0) add_kernel_row(patches + (oy - 1) * patch_row + (ky + 2) * 4 * channels, row, small_width, channels);
+            if (oy < small_height) add_kernel_row(patches + oy * patch_row + ky * 4 * channels, row, small_width, channels);
+        }
+    }
 }
 
 #pragma clang attribute pop

@@ -26,9 +26,10 @@ import Testing
     /// 2 images; 3 and 32 channels take the code compiled for the models' channel counts, 16 its
     /// general form. Every 7th value is −0, so that the signs of zero sums are checked too; the
     /// image starts as a bias along every row (with a −0), as in ConvTranspose2D, or as zeros, as
-    /// in Conv2D's backward.
-    @Test(arguments: [3, 16, 32])
-    func col2imGivesTheBitsOfAScatter(channels: Int) {
+    /// in Conv2D's backward. On a CPU with AVX-512, 16 and 32 channels run Kernels' avx512_col2im;
+    /// the Swift loops are checked too.
+    @Test(arguments: [3, 16, 32], [false, CPU.hasAVX512])
+    func col2imGivesTheBitsOfAScatter(channels: Int, avx512: Bool) {
         let geometry = PatchGeometry(largeHeight: 6, largeWidth: 8, channels: channels)
         let batch = 2
         let columns = randomValues(batch * 12 * geometry.patchSize, seed: 31).enumerated().map { $0 % 7 == 0 ? -0.0 : Float($1) }
@@ -37,7 +38,7 @@ import Testing
         for start in [biasRow, [Float](repeating: 0, count: geometry.largeWidth * channels)] {
             let expected = PatchTests.scatter(columns, onto: start, geometry, batch: batch)
             var actual = [Float]((0..<batch * geometry.largeHeight).map { _ in start }.joined())
-            geometry.col2im(columns, &actual, batch: batch)
+            geometry.col2im(columns, &actual, batch: batch, avx512: avx512)
             #expect(actual.elementsEqual(expected) { $0.bitPattern == $1.bitPattern })
         }
     }

@@ -1,3 +1,5 @@
+import Kernels
+
 /// The patch geometry shared by Conv2D and ConvTranspose2D: a 4x4 kernel with stride 2 and
 /// padding 1 links a "large" map [N, H, W, C] to a "small" map [N, H/2, W/2, ·].
 /// Small position (oy, ox) sees large rows 2·oy − 1 + ky and columns 2·ox − 1 + kx, ky, kx in 0..<4.
@@ -95,7 +97,11 @@ public struct PatchGeometry {
     /// patch rows oy = (y + 1)/2 − 1 and (y + 1)/2; each value still adds its (at most four)
     /// patches in the order of the patch rows, as a scatter over the patches in order would: the
     /// same float32 sums.
-    func col2im(_ columns: UnsafePointer<Float>, _ large: UnsafeMutablePointer<Float>, batch: Int) {
+    func col2im(_ columns: UnsafePointer<Float>, _ large: UnsafeMutablePointer<Float>, batch: Int,
+                avx512: Bool = CPU.hasAVX512) {
+        if avx512 && channels % 16 == 0 {
+            return avx512_col2im(columns, large, Int32(batch), Int32(largeHeight), Int32(largeWidth), Int32(channels))
+        }
         withConstantChannels { c in col2im(columns, large, batch: batch, channels: c) }
     }
 
