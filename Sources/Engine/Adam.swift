@@ -1,7 +1,10 @@
+import Kernels
+
 /// Adam as Keras 3 implements it (β1 0.9, β2 0.999, ε 1e-7), over the whole flat parameter
 /// buffer in one loop:
 ///   m ← β1·m + (1−β1)·g,   v ← β2·v + (1−β2)·g²
 ///   p ← p − lr·sqrt(1−β2^t)/(1−β1^t) · m / (sqrt(v) + ε)
+/// On a CPU with AVX-512 the loop runs in Kernels (elementwise.c), with the same bits.
 public final class Adam {
     public var learningRate: Float
     public let beta1: Float, beta2: Float, epsilon: Float
@@ -37,9 +40,10 @@ public final class Adam {
         }
     }
 
-    private static func update(_ p: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>,
-                               _ v: UnsafeMutablePointer<Float>, count: Int, _ b1: Float, _ b2: Float, _ eps: Float,
-                               correction: Float) {
+    static func update(_ p: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>,
+                       _ v: UnsafeMutablePointer<Float>, count: Int, _ b1: Float, _ b2: Float, _ eps: Float,
+                       correction: Float, avx512: Bool = CPU.hasAVX512) {
+        if avx512 { return avx512_adam(p, g, m, v, count, b1, b2, eps, correction) }
         let done = forEachVector(count: count) { i in
             let gradient = load(g + i)
             let first = b1 * load(m + i) + (1 - b1) * gradient

@@ -62,6 +62,28 @@ void avx512_sigmoid_forward(float *y, long count) {
     for (; i < count; i++) y[i] = 1 / (1 + expf(-y[i]));
 }
 
+void avx512_adam(float *p, const float *g, float *m, float *v, long count, float b1, float b2, float eps,
+                 float correction) {
+    const __m512 beta1 = _mm512_set1_ps(b1), beta2 = _mm512_set1_ps(b2), one_minus_beta1 = _mm512_set1_ps(1 - b1),
+                 one_minus_beta2 = _mm512_set1_ps(1 - b2), epsilon = _mm512_set1_ps(eps), step = _mm512_set1_ps(correction);
+    long i = 0;
+    for (; i + 16 <= count; i += 16) {
+        __m512 gradient = _mm512_loadu_ps(g + i);
+        __m512 first = _mm512_add_ps(_mm512_mul_ps(beta1, _mm512_loadu_ps(m + i)), _mm512_mul_ps(one_minus_beta1, gradient));
+        __m512 second = _mm512_add_ps(_mm512_mul_ps(beta2, _mm512_loadu_ps(v + i)),
+                                      _mm512_mul_ps(_mm512_mul_ps(one_minus_beta2, gradient), gradient));
+        _mm512_storeu_ps(m + i, first);
+        _mm512_storeu_ps(v + i, second);
+        __m512 update = _mm512_div_ps(_mm512_mul_ps(step, first), _mm512_add_ps(_mm512_sqrt_ps(second), epsilon));
+        _mm512_storeu_ps(p + i, _mm512_sub_ps(_mm512_loadu_ps(p + i), update));
+    }
+    for (; i < count; i++) {
+        m[i] = b1 * m[i] + (1 - b1) * g[i];
+        v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
+        p[i] -= correction * m[i] / (sqrtf(v[i]) + eps);
+    }
+}
+
 /// row[i] = (row[i] + first[i]) (+ second[i]), i < count, count a multiple of 16.
 static inline void add_run(const float *first, const float *second, float *row, int count) {
     for (int i = 0; i < count; i += 16) {

@@ -179,7 +179,7 @@ extension ConvTranspose2D: PatchLayer {}
         for (name, a, b) in [("ReLU", swift.relu, kernel.relu), ("ReLU backward", swift.mask, kernel.mask),
                              ("sigmoid", swift.sigmoid, kernel.sigmoid)] {
             let different = differences(a, b)
-            #expect(different.isEmpty, "\(name): \(different.count) values differ, the first of \(different.first.map { values[$0] } ?? 0)")
+            #expect(different.count == 0, "\(name): the first of \(different.first.map { values[$0] } ?? 0)")
         }
     }
 

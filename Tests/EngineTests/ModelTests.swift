@@ -260,4 +260,26 @@ struct ReferenceVAE {
         // A few float32 ulps near 1 (measured 1.8e-7: Keras rounds α and the moments in other orders).
         #expect(difference < 3e-7, "largest difference from Keras \(difference)")
     }
+
+    /// The AVX-512 update (Kernels' avx512_adam) gives the bits of the Swift loop, three steps in a
+    /// row, on gradients from 1e-9 to 10 of both signs and a count that leaves a scalar tail.
+    @Test(.enabled(if: CPU.hasAVX512, "this CPU has no AVX-512: only the Swift loop runs"))
+    func avx512AdamGivesTheBitsOfTheSwiftLoop() {
+        let count = 1000 + 7
+        let gradients = randomValues(3 * count, seed: 41).enumerated().map { Float($1) * powf(10, Float($0 % 11) - 9) }
+        func run(_ avx512: Bool) -> [Float] {
+            var (p, m, v) = (randomValues(count, seed: 42).map(Float.init), [Float](repeating: 0, count: count),
+                             [Float](repeating: 0, count: count))
+            for step in 0..<3 {
+                Array(gradients[step * count..<(step + 1) * count]).withUnsafeBufferPointer { g in
+                    Adam.update(&p, g.baseAddress!, &m, &v, count: count, 0.9, 0.999, 1e-7, correction: 0.01 * Float(step + 1),
+                                avx512: avx512)
+                }
+            }
+            return p + m + v
+        }
+        let (swift, kernel) = (run(false), run(true))
+        let different = swift.indices.filter { swift[$0].bitPattern != kernel[$0].bitPattern }
+        #expect(different.count == 0, "the first at \(different.first ?? -1)")
+    }
 }

@@ -72,6 +72,10 @@ void avx512_relu_forward(float *y, long count);
 void avx512_relu_backward(const float *y, float *gradient, long count);
 void avx512_sigmoid_forward(float *y, long count);
 
+/// Adam.update's loop over `count` values, with its bits.
+void avx512_adam(float *p, const float *g, float *m, float *v, long count, float b1, float b2, float eps,
+                 float correction);
+
 /// PatchGeometry.col2im of `batch` large maps [height, width, channels] (channels % 16 == 0), with
 /// the bits of its Swift loops: large += the scatter of the patch matrix `columns`.
 void avx512_col2im(const float *columns, float *large, int batch, int height, int width, int channels);
