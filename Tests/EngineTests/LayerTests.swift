@@ -173,12 +173,9 @@ extension ConvTranspose2D: PatchLayer {}
         let (swift, kernel) = (run(false), run(true))
         // A NaN stays NaN, though not always with the same payload bits (the compiler may order a
         // multiplication's operands either way); training stops at any NaN.
-        func differences(_ a: [Float], _ b: [Float]) -> [Int] {
-            a.indices.filter { a[$0].bitPattern != b[$0].bitPattern && !(a[$0].isNaN && b[$0].isNaN) }
-        }
         for (name, a, b) in [("ReLU", swift.relu, kernel.relu), ("ReLU backward", swift.mask, kernel.mask),
                              ("sigmoid", swift.sigmoid, kernel.sigmoid)] {
-            let different = differences(a, b)
+            let different = bitDifferences(a, b).filter { !(a[$0].isNaN && b[$0].isNaN) }
             #expect(different.count == 0, "\(name): the first of \(different.first.map { values[$0] } ?? 0)")
         }
     }

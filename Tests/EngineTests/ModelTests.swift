@@ -279,7 +279,7 @@ struct ReferenceVAE {
             return p + m + v
         }
         let (swift, kernel) = (run(false), run(true))
-        let different = swift.indices.filter { swift[$0].bitPattern != kernel[$0].bitPattern }
+        let different = bitDifferences(swift, kernel)
         #expect(different.count == 0, "the first at \(different.first ?? -1)")
     }
 }

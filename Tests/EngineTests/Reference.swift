@@ -71,6 +71,11 @@ func randomValues(_ count: Int, seed: UInt64, low: Double = -1, high: Double = 1
     }
 }
 
+/// Indices at which `a` and `b` hold different bits.
+func bitDifferences(_ a: [Float], _ b: [Float]) -> [Int] {
+    a.indices.filter { a[$0].bitPattern != b[$0].bitPattern }
+}
+
 /// Indices to probe: all of a small tensor, an even spread of a large one.
 func probeIndices(_ count: Int, limit: Int = 60) -> [Int] {
     count <= limit ? Array(0..<count) : (0..<limit).map { $0 * count / limit }
